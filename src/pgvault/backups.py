@@ -1,0 +1,457 @@
+"""Taking backups: pg_dump streamed through compression and hashing into a storage target.
+
+The flow of :func:`create` (see the README's "backup stream")::
+
+    catalog row 'running'
+    -> export a snapshot; pg_dump --snapshot ... | compress | sha256 | Storage writer
+    -> commit the object; read its TOC; count each dumped table's rows in the same snapshot
+    -> pg_dumpall --globals-only beside it; manifest JSON beside it
+    -> catalog row 'completed'
+    on any failure: writer aborted, stored pieces removed, row 'failed' with one line of error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from pgvault import archives, names, storage
+from pgvault.catalog import Catalog
+from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
+from pgvault.config import Settings
+from pgvault.databases import DatabaseTarget
+from pgvault.errors import BackupError, PgvaultError
+from pgvault.pipeline import HashingWriter, Stage, compressor, open_layers
+from pgvault.postgres import runner, server, tools
+from pgvault.postgres.commands import pg_dump_command, pg_dumpall_globals_command
+from pgvault.postgres.conninfo import ConnInfo
+from pgvault.postgres.runner import Child
+from pgvault.storage import Storage
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int], None]
+"""Called with a phase name and the bytes written so far."""
+
+
+class Cancelled(PgvaultError):
+    """The caller asked the run to stop."""
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    """What to back up and how; unset options fall back to the database's settings."""
+
+    target: DatabaseTarget
+    dump_format: str | None = None
+    compression: str | None = None
+    level: int | None = None
+    jobs: int = 1
+    tables: Sequence[str] = ()
+    exclude_tables: Sequence[str] = ()
+    schemas: Sequence[str] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    storage: str | None = None
+    trigger: Trigger = "manual"
+    created_by: str | None = None
+    timeout: float | None = None
+    with_globals: bool = True
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """Who compresses: ``pg_dump_compress`` is pg_dump's ``--compress`` value, ``stream`` the
+    method pgvault applies to the stream (``none`` when pg_dump compresses)."""
+
+    pg_dump_compress: str | None
+    stream: str
+    compressed_by: str | None
+
+
+def plan_compression(
+    dump_format: str, method: str, level: int | None, pg_dump: tools.Tool, compress_in: str
+) -> CompressionPlan:
+    """Choose where compression happens for a format, method and pg_dump version.
+
+    * custom + zstd: a pg_dump >= 16 built with zstd compresses inside the archive
+      (``--compress=zstd:N``), so the stored file is a plain custom archive that
+      ``pg_restore -j`` reads in parallel; otherwise pg_dump writes ``-Z0`` and pgvault
+      compresses the stream (``zstd -d`` reads it).
+    * custom + gzip: inside the archive (every pg_dump supports it).
+    * plain: always the stream (a ``.sql.zst``/``.sql.gz`` any CLI decompresses).
+    * directory: inside the archive (zstd needs pg_dump >= 16; else the tar stream).
+    ``compress_in`` = ``pg_dump`` or ``stream`` forces the choice where possible.
+    """
+    if method == "none":
+        return CompressionPlan("0" if dump_format != "plain" else None, "none", None)
+    native_ok = tools.supports_compression(pg_dump, method)
+    use_native = dump_format != "plain" and native_ok and compress_in != "stream"
+    if dump_format == "directory" and not native_ok:
+        use_native = False
+    if use_native:
+        if pg_dump.major >= 16:
+            spec = method if level is None else f"{method}:{level}"
+        else:
+            spec = str(6 if level is None else level)
+        return CompressionPlan(spec, "none", "pg_dump")
+    return CompressionPlan("0" if dump_format != "plain" else None, method, "pgvault")
+
+
+def _runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _first_storage(request: BackupRequest, settings: Settings) -> Storage:
+    chosen = request.storage or next(iter(request.target.settings.storage), None)
+    return storage.resolve(settings, chosen)
+
+
+def create(
+    settings: Settings,
+    catalog: Catalog,
+    request: BackupRequest,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupRecord:
+    """Back up one database; return its completed catalog record.
+
+    Raises:
+        ConnectionFailed: the server cannot be reached (nothing recorded).
+        ToolError: no suitable pg_dump (nothing recorded).
+        StorageError: the target is not writable (nothing recorded).
+        BackupError: the run failed after it started; its row is ``failed``.
+    """
+    target = request.target
+    db = target.settings
+    store = _first_storage(request, settings)
+    dump_format = request.dump_format or db.format
+    method = request.compression or db.compression
+    level = request.level if request.level is not None else db.level
+    with server.connect(target.conn) as conn:
+        major, version = server.server_version(conn)
+        pg_dump = tools.choose("pg_dump", major, settings.bin_dir)
+        pg_restore = tools.choose("pg_restore", pg_dump.major, settings.bin_dir)
+        superuser = server.is_superuser(conn)
+        store.check_writable()
+        plan = plan_compression(dump_format, method, level, pg_dump, settings.compress_in)
+        started = _now()
+        backup_id = names.new_id(started)
+        key = names.render_key(
+            db.name_template or settings.name_template,
+            started=started,
+            timezone=db.timezone or settings.timezone,
+            id=backup_id,
+            database=target.name,
+            dbname=target.conn.dbname,
+            environment=target.environment,
+            format=dump_format,
+            ext=names.extension(dump_format, method, plan.compressed_by),
+            trigger=request.trigger,
+        )
+        record = BackupRecord(
+            id=backup_id,
+            database=target.name,
+            dbname=target.conn.dbname,
+            server=target.conn.server_key(),
+            environment=target.environment,
+            trigger=request.trigger,
+            format=dump_format,
+            compression=method,
+            compression_level=level,
+            compressed_by=plan.compressed_by,
+            tables=list(request.tables),
+            exclude_tables=list(request.exclude_tables),
+            schemas=list(request.schemas),
+            labels={**db.labels, **request.labels},
+            storage=store.name,
+            storage_key=key,
+            server_version=version,
+            pg_dump_version=pg_dump.version,
+            started_at=started,
+            created_by=request.created_by,
+            runner=_runner_id(),
+        )
+        catalog.add_backup(record)
+        log.info("backup %s of %s started -> %s", backup_id, target.conn.display(), key)
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            timeout = request.timeout if request.timeout is not None else settings.backup_timeout
+            stream = _Stream(store, key, plan, level, progress, cancel)
+            with tempfile.TemporaryDirectory(prefix="pgvault-") as workdir:
+                out_dir = Path(workdir) / "dump" if dump_format == "directory" else None
+                argv = pg_dump_command(
+                    pg_dump.path,
+                    target.conn.dsn(),
+                    dump_format=dump_format,
+                    compress=plan.pg_dump_compress,
+                    jobs=request.jobs,
+                    tables=request.tables,
+                    exclude_tables=request.exclude_tables,
+                    schemas=request.schemas,
+                    snapshot=str(row[0]),
+                    output_dir=out_dir,
+                )
+                if out_dir is not None:
+                    entries = _dump_directory(
+                        argv, target.conn, timeout, stream, out_dir, pg_restore.path
+                    )
+                else:
+                    entries = _dump_stream(
+                        argv, target.conn, timeout, stream, dump_format == "plain"
+                    )
+                if dump_format == "custom":
+                    entries = _stored_toc(store, key, pg_restore.path, Path(workdir))
+            if progress:
+                progress("counting rows", stream.size)
+            existing = set(server.user_tables(conn))
+            tables = [t for t in archives.data_tables(entries) if t in existing]
+            record.row_counts = server.count_rows(conn, tables)
+            conn.execute("COMMIT")
+            if dump_format != "plain":
+                record.object_counts = archives.object_counts(entries)
+            record.size_bytes, record.sha256 = stream.size, stream.sha256
+            if request.with_globals:
+                record.globals_key = _dump_globals(
+                    store, key, target.conn, major, superuser, settings
+                )
+            record.status = "completed"
+            record.finished_at = _now()
+            record.duration_seconds = (record.finished_at - started).total_seconds()
+            store.write_bytes(record.manifest_key, record.model_dump_json(indent=2).encode())
+            catalog.save_backup(record)
+        except BaseException as exc:
+            _fail(catalog, store, record, exc)
+            if isinstance(exc, PgvaultError) and not isinstance(exc, Cancelled):
+                raise BackupError(f"backup of {target.name} failed: {exc}") from exc
+            raise
+    log.info("backup %s completed: %s bytes", backup_id, record.size_bytes)
+    return record
+
+
+class _Stream:
+    """The write chain of one backup: [compressor] -> sha256/size -> storage writer."""
+
+    def __init__(
+        self,
+        store: Storage,
+        key: str,
+        plan: CompressionPlan,
+        level: int | None,
+        progress: Progress | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.writer = store.open_write(key)
+        self._hashing = HashingWriter(self.writer)
+        self._top: Stage = compressor(plan.stream, level, self._hashing)
+        self._progress = progress
+        self._cancel = cancel
+        self._fed = 0
+
+    def write(self, data: bytes, /) -> int:
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled("backup cancelled")
+        self._top.write(data)
+        self._fed += len(data)
+        if self._progress is not None:
+            self._progress("dumping", self._fed)
+        return len(data)
+
+    def commit(self) -> None:
+        self._top.close()
+        self.writer.commit()
+
+    @property
+    def size(self) -> int:
+        return self._hashing.size
+
+    @property
+    def sha256(self) -> str:
+        return self._hashing.sha256
+
+
+def _dump_stream(
+    argv: list[str], conn: ConnInfo, timeout: float | None, stream: _Stream, plain: bool
+) -> list[archives.TocEntry]:
+    scanner = archives.CopyScanner() if plain else None
+    try:
+        with Child(argv, env=conn.child_env(), timeout=timeout) as child:
+            for chunk in child.chunks():
+                if scanner is not None:
+                    scanner.feed(chunk)
+                stream.write(chunk)
+            child.check()
+        stream.commit()
+    except BaseException:
+        stream.writer.abort()
+        raise
+    if scanner is None:
+        return []
+    return [archives.TocEntry("TABLE DATA", s, t) for s, t in scanner.tables]
+
+
+def _dump_directory(
+    argv: list[str],
+    conn: ConnInfo,
+    timeout: float | None,
+    stream: _Stream,
+    out: Path,
+    pg_restore: Path,
+) -> list[archives.TocEntry]:
+    """Run pg_dump -Fd into ``out``, then stream it as a tar with ``toc.dat`` first."""
+    try:
+        with Child(argv, env=conn.child_env(), stdout=None, timeout=timeout) as child:
+            child.check()
+        entries = archives.toc_from_path(pg_restore, out)
+        with tarfile.open(fileobj=stream, mode="w|") as tar:  # type: ignore[call-overload]
+            tar.add(out / "toc.dat", arcname="toc.dat")
+            for path in sorted(out.iterdir()):
+                if path.name != "toc.dat":
+                    tar.add(path, arcname=path.name)
+        stream.commit()
+    except BaseException:
+        stream.writer.abort()
+        raise
+    return entries
+
+
+def _stored_toc(
+    store: Storage, key: str, pg_restore: Path, workdir: Path
+) -> list[archives.TocEntry]:
+    """Read back the TOC of what was just stored: proves it parses, and lists its tables."""
+    local = store.local_path(key)
+    with store.open_read(key) as raw:
+        opened = open_layers(raw)
+        use_local = local if not opened.layers else None
+        return archives.toc_of_stored(pg_restore, opened.stream, opened.kind, workdir, use_local)
+
+
+def _dump_globals(
+    store: Storage, key: str, conn: ConnInfo, major: int, superuser: bool, settings: Settings
+) -> str | None:
+    """Store ``pg_dumpall --globals-only`` beside the backup; a failure only warns."""
+    globals_key = key + ".globals.sql"
+    try:
+        pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
+        argv = pg_dumpall_globals_command(pg_dumpall.path, conn.dsn(), role_passwords=superuser)
+        text = runner.run(argv, env=conn.child_env(), timeout=600)
+        store.write_bytes(globals_key, text.encode())
+    except PgvaultError as exc:
+        log.warning("globals (roles, tablespaces) not stored: %s", exc)
+        return None
+    return globals_key
+
+
+def _fail(catalog: Catalog, store: Storage, record: BackupRecord, exc: BaseException) -> None:
+    interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | Cancelled)
+    record.status = "interrupted" if interrupted else "failed"
+    record.error = str(exc) or type(exc).__name__
+    record.finished_at = _now()
+    record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
+    remove_stored(store, record)
+    try:
+        catalog.save_backup(record)
+    except PgvaultError:
+        log.exception("could not record the failure of backup %s", record.id)
+    log.error("backup %s %s: %s", record.id, record.status, record.error)
+
+
+def remove_stored(store: Storage, record: BackupRecord) -> None:
+    """Remove a backup's object, partial writes, globals and manifest (missing ones are fine)."""
+    keys = [record.storage_key, manifest_key_for(record.storage_key)]
+    if record.globals_key:
+        keys.append(record.globals_key)
+    keys.append(record.storage_key + ".globals.sql")
+    for key in keys:
+        try:
+            store.discard_partial(key)
+            store.delete(key)
+        except PgvaultError as exc:
+            log.warning("could not remove %s: %s", key, exc)
+
+
+def recover_interrupted(settings: Settings, catalog: Catalog) -> list[BackupRecord]:
+    """Mark ``interrupted`` the backups left ``running`` by a dead process of this host, and
+    remove their partial files. Runs at every start; rows of other hosts are left alone."""
+    host = socket.gethostname()
+    recovered = []
+    for record in catalog.running_backups():
+        owner, _, pid_text = (record.runner or "").rpartition(":")
+        if owner != host or not pid_text.isdigit():
+            continue
+        if _alive_since(int(pid_text), record.started_at):
+            continue
+        record.status = "interrupted"
+        record.error = "the pgvault process running this backup died"
+        record.finished_at = _now()
+        try:
+            remove_stored(storage.resolve(settings, record.storage), record)
+        except PgvaultError as exc:
+            log.warning("partial files of %s not removed: %s", record.id, exc)
+        catalog.save_backup(record)
+        recovered.append(record)
+        log.warning("backup %s was interrupted (its process died); marked interrupted", record.id)
+    return recovered
+
+
+def _alive_since(pid: int, started: datetime) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return bool(proc.create_time() <= started.timestamp() + 1) and proc.is_running()
+    except psutil.Error:
+        return False
+
+
+def delete(settings: Settings, catalog: Catalog, backup_id: str) -> BackupRecord:
+    """Delete a backup's stored pieces, then mark its row ``deleted`` (kept for history).
+
+    Raises:
+        NotFound: unknown id.
+    """
+    record = catalog.get_backup(backup_id)
+    remove_stored(storage.resolve(settings, record.storage), record)
+    record.status = "deleted"
+    catalog.save_backup(record)
+    return record
+
+
+def create_all(
+    settings: Settings,
+    catalog: Catalog,
+    server_url: ConnInfo,
+    make_request: Callable[[DatabaseTarget], BackupRequest],
+    *,
+    progress: Progress | None = None,
+) -> tuple[list[BackupRecord], list[tuple[str, str]]]:
+    """Back up every non-template database of a server, one backup each.
+
+    Returns:
+        ``(completed records, [(database, error line), ...])``; one failure does not stop
+        the others.
+    """
+    with server.connect(server_url) as conn:
+        names_ = server.list_databases(conn)
+    done, failed = [], []
+    for dbname in names_:
+        target = DatabaseTarget(name=dbname, conn=server_url.with_dbname(dbname))
+        try:
+            done.append(create(settings, catalog, make_request(target), progress=progress))
+        except PgvaultError as exc:
+            failed.append((dbname, str(exc)))
+    return done, failed

@@ -1,0 +1,115 @@
+"""The catalog's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Change them only together with a new Alembic migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError("expected a datetime")
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog: use UTC-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("database", String(255), nullable=False),
+    Column("dbname", String(255), nullable=False),
+    Column("server", String(255), nullable=False),
+    Column("environment", String(64)),
+    Column("trigger", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("compression", String(16), nullable=False),
+    Column("compression_level", Integer),
+    Column("compressed_by", String(16)),
+    Column("encrypted", Boolean, nullable=False, default=False),
+    Column("tables", JSON, nullable=False),
+    Column("exclude_tables", JSON, nullable=False),
+    Column("schemas", JSON, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("storage_key", Text, nullable=False),
+    Column("globals_key", Text),
+    Column("size_bytes", BigInteger),
+    Column("sha256", String(64)),
+    Column("server_version", String(32)),
+    Column("pg_dump_version", String(32)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_seconds", Float),
+    Column("error", Text),
+    Column("row_counts", JSON),
+    Column("object_counts", JSON),
+    Column("created_by", String(255)),
+    Column("runner", String(255)),
+    Column("verified_at", UTCDateTime),
+    Column("verify_status", String(16)),
+    Column("verify_detail", Text),
+    Column("pinned", Boolean, nullable=False, default=False),
+    Column("manifest_version", Integer, nullable=False, default=1),
+    Index("ix_backups_database_started", "database", "started_at"),
+    Index("ix_backups_status", "status"),
+)
+
+restores = Table(
+    "restores",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("backup_id", String(64)),
+    Column("source", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("dbname", String(255), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("safety_backup_id", String(64)),
+    Column("previous_database", String(255)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_seconds", Float),
+    Column("error", Text),
+    Column("warnings", JSON, nullable=False),
+    Column("created_by", String(255)),
+    Index("ix_restores_started", "started_at"),
+)

@@ -1,0 +1,1 @@
+"""The `pgvault` command line: a thin shell over the domain modules."""

@@ -1,0 +1,5 @@
+"""Entry point of the `pgvault` command."""
+
+
+def run() -> None:
+    """Run the command line."""

@@ -1,0 +1,196 @@
+"""Settings: frozen pydantic-settings models read from init > ``PGVAULT_*`` > ``pgvault.toml``.
+
+The file is found via ``--config``, then ``PGVAULT_CONFIG``, then ``./pgvault.toml``.
+Nested values come from the environment with ``__`` as the separator, e.g.
+``PGVAULT_DATABASES__APP__URL``. Secrets (database passwords) are never stored here in
+clear: they come from ``PGPASSWORD``, a libpq passfile, or ``password_file``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pgvault.errors import ConfigError
+
+DumpFormat = Literal["custom", "plain", "directory"]
+CompressionMethod = Literal["zstd", "gzip", "none"]
+CompressIn = Literal["auto", "pg_dump", "stream"]
+RestoreMode = Literal["swap", "clean", "recreate"]
+
+DEFAULT_NAME_TEMPLATE = "{database}/{started:%Y/%m/%d}/{id}{ext}"
+
+
+class StorageTargetSettings(BaseModel):
+    """One named storage target (``[storage_targets.NAME]`` in the config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="Where backups go: a path, file:///path (or s3://bucket/prefix).")
+    region: str | None = Field(default=None, description="S3 region (S3 targets only).")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO, R2, Ceph (S3 targets only)."
+    )
+    path_style: bool = Field(default=False, description="S3 path-style addressing.")
+    profile: str | None = Field(default=None, description="AWS profile name (S3 targets only).")
+    sse: str | None = Field(
+        default=None, description="S3 server-side encryption: AES256 or aws:kms."
+    )
+    sse_kms_key_id: str | None = Field(default=None, description="KMS key id for aws:kms.")
+    storage_class: str | None = Field(default=None, description="S3 storage class.")
+
+
+class DatabaseSettings(BaseModel):
+    """One database pgvault backs up (``[databases.NAME]`` in the config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        description="libpq URL or key=value string; a password in it is moved to PGPASSWORD.",
+    )
+    host: str | None = Field(default=None, description="Server host (if no url).")
+    port: int | None = Field(default=None, description="Server port (if no url).")
+    user: str | None = Field(default=None, description="Role to connect as (if no url).")
+    dbname: str | None = Field(default=None, description="Database name; defaults to the key.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the password (first line), read at connect time."
+    )
+    environment: str | None = Field(
+        default=None, description="production, staging, ...: restores need a matching process."
+    )
+    storage: list[str] = Field(
+        default_factory=list, description="Storage target names or URLs; the first gets backups."
+    )
+    name_template: str | None = Field(default=None, description="Storage key template.")
+    timezone: str | None = Field(default=None, description="Time zone for names (IANA name).")
+    format: DumpFormat = Field(default="custom", description="pg_dump format.")
+    compression: CompressionMethod = Field(default="zstd", description="Compression method.")
+    level: int | None = Field(default=None, description="Compression level (method default).")
+    post_restore_sql: Path | None = Field(
+        default=None, description="SQL file run in the restored database before the swap."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels on every backup.")
+
+
+class Settings(BaseSettings):
+    """Everything pgvault reads from its environment and config file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PGVAULT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    home: Path = Field(
+        default=Path("pgvault-data"),
+        description="Data directory: the default catalog and local backups live under it.",
+    )
+    environment: str | None = Field(
+        default=None, description="The environment this process runs in (production, ...)."
+    )
+    catalog_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the catalog; default sqlite:///<home>/catalog.sqlite3.",
+    )
+    default_storage: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("default_storage", "PGVAULT_STORAGE"),
+        description="Storage target name or URL used when none is given; default <home>/backups.",
+    )
+    bin_dir: Path | None = Field(
+        default=None, description="Directory searched first for pg_dump, pg_restore, psql."
+    )
+    name_template: str = Field(
+        default=DEFAULT_NAME_TEMPLATE, description="Default storage key template."
+    )
+    timezone: str = Field(default="UTC", description="Default time zone for names (IANA).")
+    backup_timeout: float | None = Field(
+        default=None, description="Seconds after which pg_dump is killed (default: none)."
+    )
+    compress_in: CompressIn = Field(
+        default="auto",
+        description="Who compresses archives: pg_dump (>= 16 for zstd), the stream, or auto.",
+    )
+    storage_targets: dict[str, StorageTargetSettings] = Field(
+        default_factory=dict,
+        description="Named storage targets ([storage_targets.NAME]); PGVAULT_STORAGE: default.",
+    )
+    databases: dict[str, DatabaseSettings] = Field(
+        default_factory=dict, description="Named databases."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: init > environment > TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file") is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @property
+    def catalog_location(self) -> str:
+        """The catalog's SQLAlchemy URL, with the SQLite default under ``home``."""
+        if self.catalog_url:
+            return self.catalog_url
+        return f"sqlite:///{(self.home / 'catalog.sqlite3').absolute()}"
+
+    @property
+    def default_storage_location(self) -> str:
+        """The storage target (name or URL) used when a command names none."""
+        return self.default_storage or str((self.home / "backups").absolute())
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """Return the config file to read: ``explicit``, ``$PGVAULT_CONFIG``, or ``./pgvault.toml``.
+
+    Raises:
+        ConfigError: an explicitly named file does not exist.
+    """
+    from_env = os.environ.get("PGVAULT_CONFIG")
+    named = explicit or (Path(from_env) if from_env else None)
+    if named is not None:
+        if not named.is_file():
+            raise ConfigError(f"config file {named} not found: check --config or PGVAULT_CONFIG")
+        return named
+    local = Path("pgvault.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``overrides`` > ``PGVAULT_*`` environment > the config file.
+
+    Raises:
+        ConfigError: the file or a value is invalid (one line naming the field).
+    """
+    path = find_config_file(config_file)
+    settings_cls: type[Settings] = Settings
+    if path is not None:
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": path})
+        settings_cls = type("FileSettings", (Settings,), {"model_config": config})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        source = path or "the environment"
+        raise ConfigError(f"invalid setting {where}: {first['msg']} (in {source})") from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc

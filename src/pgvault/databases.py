@@ -1,0 +1,93 @@
+"""The databases pgvault works on: from the config file by name, or from a bare URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgvault.config import DatabaseSettings, Settings
+from pgvault.errors import ConfigError, Refused
+from pgvault.postgres import conninfo
+from pgvault.postgres.conninfo import ConnInfo
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """One database with the settings that apply to it."""
+
+    name: str
+    conn: ConnInfo
+    settings: DatabaseSettings = field(default_factory=DatabaseSettings)
+
+    @property
+    def environment(self) -> str | None:
+        """The environment this database belongs to, if configured."""
+        return self.settings.environment
+
+    @property
+    def post_restore_sql(self) -> Path | None:
+        """SQL run in a restored copy before it goes live."""
+        return self.settings.post_restore_sql
+
+
+def from_config(settings: Settings, name: str) -> DatabaseTarget:
+    """The database configured as ``[databases.NAME]``.
+
+    Raises:
+        ConfigError: no such name (lists the configured ones).
+    """
+    if name not in settings.databases:
+        known = ", ".join(sorted(settings.databases)) or "none configured"
+        raise ConfigError(f"no database named {name!r} in the config ({known}): check --database")
+    db = settings.databases[name]
+    dbname = db.dbname or name
+    if db.url:
+        info = conninfo.parse(db.url, password_file=db.password_file)
+        if db.dbname:
+            info = info.with_dbname(db.dbname)
+    else:
+        info = conninfo.from_fields(
+            host=db.host, port=db.port, user=db.user, dbname=dbname, password_file=db.password_file
+        )
+    return DatabaseTarget(name=name, conn=info, settings=db)
+
+
+def from_url(settings: Settings, url: str) -> DatabaseTarget:
+    """A database named by URL; uses a configured entry when one has the same server and name."""
+    info = conninfo.parse(url)
+    for name, db in settings.databases.items():
+        if db.url and _same_database(conninfo.parse(db.url), info):
+            configured = from_config(settings, name)
+            return DatabaseTarget(name=name, conn=info, settings=configured.settings)
+    return DatabaseTarget(name=info.dbname, conn=info)
+
+
+def resolve(settings: Settings, url: str | None, name: str | None) -> DatabaseTarget:
+    """A database from ``--database NAME`` or a URL (exactly one must be given).
+
+    Raises:
+        ConfigError: neither or both given, or the name is unknown.
+    """
+    if (url is None) == (name is None):
+        raise ConfigError("give either a connection URL or --database NAME")
+    return from_config(settings, name) if name is not None else from_url(settings, url or "")
+
+
+def check_environment(settings: Settings, target: DatabaseTarget) -> None:
+    """The environment guard: a database configured with an environment may be restored
+    only from a process running in that environment (``PGVAULT_ENVIRONMENT``).
+
+    Raises:
+        Refused: the environments differ.
+    """
+    wanted = target.environment
+    if wanted is not None and settings.environment != wanted:
+        have = settings.environment or "unset"
+        raise Refused(
+            f"database {target.name!r} belongs to environment {wanted!r} but this process runs "
+            f"in {have!r}: run pgvault with PGVAULT_ENVIRONMENT={wanted} to restore it"
+        )
+
+
+def _same_database(a: ConnInfo, b: ConnInfo) -> bool:
+    return a.server_key() == b.server_key() and a.dbname == b.dbname

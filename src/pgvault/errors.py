@@ -1,0 +1,102 @@
+"""The exception tree of pgvault.
+
+Every error pgvault raises on purpose derives from :class:`PgvaultError`, whose
+message is one line that says what went wrong and what to do. Shells (the CLI,
+later the API) map these classes to exit codes and HTTP statuses in one place.
+
+::
+
+    PgvaultError
+    ├── ConfigError          bad settings, bad arguments, unknown database name
+    ├── ToolError            a PostgreSQL client tool is missing, too old, or failed
+    ├── ConnectionFailed     the server cannot be reached or refused the credentials
+    ├── DatabaseError        a query on a backed-up or restored server failed
+    ├── StorageError         a storage target failed (missing, unwritable, I/O error)
+    ├── CatalogError         the catalog database failed
+    ├── NotFound             no such backup, object or database
+    ├── ArchiveError         a file is not a dump pgvault can read, or is corrupt
+    ├── BackupError          a backup run failed (carries the pg_dump stderr tail)
+    ├── RestoreError         a restore failed; the live database was left as it was
+    ├── VerifyError          a verification found a mismatch
+    └── Refused              a guard refused the operation (environment, confirmation)
+"""
+
+from __future__ import annotations
+
+
+class PgvaultError(Exception):
+    """Root of pgvault's errors; ``str(err)`` is the one-line message for users."""
+
+    exit_code = 1
+
+
+class ConfigError(PgvaultError):
+    """Invalid settings or arguments."""
+
+    exit_code = 2
+
+
+class ToolError(PgvaultError):
+    """A PostgreSQL client tool is missing, unsuitable, or exited with an error."""
+
+    exit_code = 3
+
+
+class ConnectionFailed(PgvaultError):
+    """A PostgreSQL server cannot be reached, or refused the credentials."""
+
+    exit_code = 4
+
+
+class DatabaseError(PgvaultError):
+    """A query on a backed-up or restored server failed."""
+
+    exit_code = 4
+
+
+class StorageError(PgvaultError):
+    """A storage target cannot be read or written."""
+
+    exit_code = 5
+
+
+class CatalogError(PgvaultError):
+    """The catalog database cannot be opened, migrated or written."""
+
+    exit_code = 5
+
+
+class NotFound(PgvaultError):
+    """No such backup, stored object or database."""
+
+    exit_code = 6
+
+
+class ArchiveError(PgvaultError):
+    """A file is not a dump pgvault can read, or its bytes do not match the catalog."""
+
+    exit_code = 7
+
+
+class BackupError(PgvaultError):
+    """A backup run failed; the catalog row is marked ``failed``."""
+
+    exit_code = 8
+
+
+class RestoreError(PgvaultError):
+    """A restore failed; the live database was left as it was."""
+
+    exit_code = 9
+
+
+class VerifyError(PgvaultError):
+    """A verification found that a backup does not match what the catalog recorded."""
+
+    exit_code = 10
+
+
+class Refused(PgvaultError):
+    """A safety guard refused the operation (environment guard, confirmation)."""
+
+    exit_code = 11

@@ -1,0 +1,296 @@
+"""Loading a dump into one database: pg_restore or psql, error triage, version fallback.
+
+Used by restores (into a scratch or live database) and by full verification. A dump from a
+newer pg_dump can carry ``SET`` lines an older server rejects; when an attempt fails only
+with ``unrecognized configuration parameter`` errors, the database is reset and the dump is
+replayed as ``pg_restore -f -`` | :class:`SetFilter` | ``psql --single-transaction``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import tarfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pgvault.errors import ArchiveError, RestoreError
+from pgvault.pipeline import DecryptHook, OpenedDump, copy_stream, open_layers
+from pgvault.postgres.commands import pg_restore_command, psql_command
+from pgvault.postgres.conninfo import ConnInfo
+from pgvault.postgres.runner import Child
+from pgvault.postgres.sqlscript import UNKNOWN_PARAMETER, SetFilter
+
+log = logging.getLogger(__name__)
+
+# Errors that do not fail a restore; each is reported as a warning. Keep this list short.
+ALLOWED_ERRORS = (
+    re.compile(r'schema "public" already exists'),  # pre-15 dumps recreate public
+    re.compile(r'extension "plpgsql" already exists'),
+    re.compile(r"must be owner of (extension plpgsql|schema public)"),  # COMMENT by non-owner
+)
+
+
+@dataclass
+class Source:
+    """A dump to load; :meth:`open` gives a fresh stream each time, so a retry reads again.
+
+    Args:
+        label: backup id or file path, for messages.
+        open_raw: opens the stored bytes (a file, a storage object).
+        local_file: a local file holding exactly those bytes, when there is one.
+        decrypt: unwraps an age layer.
+    """
+
+    label: str
+    open_raw: Callable[[], IO[bytes]]
+    local_file: Path | None = None
+    decrypt: DecryptHook | None = None
+
+    def open(self) -> OpenedDump:
+        """The dump stream with compression and encryption removed (by content).
+
+        Raises:
+            ArchiveError: not a dump.
+        """
+        return open_layers(self.open_raw(), self.decrypt)
+
+    def seekable_file(self, opened: OpenedDump) -> Path | None:
+        """The local file pg_restore can read directly (no compression/encryption layer)."""
+        return self.local_file if not opened.layers else None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags."""
+
+    jobs: int = 1
+    clean: bool = False
+    no_owner: bool = False
+    no_privileges: bool = False
+    single_transaction: bool = False
+
+
+@dataclass
+class LoadResult:
+    """What a load reported: tolerated errors, and whether the fallback path ran."""
+
+    warnings: list[str] = field(default_factory=list)
+    used_fallback: bool = False
+    dropped_settings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Tools:
+    """The client programs a load uses."""
+
+    pg_restore: Path
+    psql: Path
+
+
+class _NeedsFallback(Exception):
+    """The first attempt failed only on settings the server does not know."""
+
+
+def load(
+    source: Source,
+    target: ConnInfo,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    *,
+    known_settings: Callable[[], set[str]],
+    reset: Callable[[], None],
+) -> LoadResult:
+    """Load ``source`` into the database ``target``; every non-allowed error fails it.
+
+    Args:
+        workdir: a private directory for unpacking directory archives.
+        known_settings: the server's parameter names (for the fallback filter).
+        reset: empties the target again before the fallback attempt.
+
+    Raises:
+        RestoreError: pg_restore/psql reported an error (first one, one line).
+        ArchiveError: the source is not a readable dump.
+    """
+    try:
+        return _attempt(source, target, tools, options, workdir)
+    except _NeedsFallback as exc:
+        log.warning("%s; retrying through psql without the unknown SET lines", exc)
+    reset()
+    return _fallback(source, target, tools, options, workdir, known_settings())
+
+
+def _attempt(
+    source: Source, target: ConnInfo, tools: Tools, options: LoadOptions, workdir: Path
+) -> LoadResult:
+    opened = source.open()
+    env = target.child_env()
+    with opened.stream as stream:
+        if opened.kind == "plain":
+            if options.clean:
+                raise RestoreError("clean mode needs a custom or directory archive, not plain SQL")
+            argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
+            return _finish(_pump(argv, env, stream))
+        archive = _archive_path(source, opened, workdir, options.jobs)
+        argv = pg_restore_command(
+            tools.pg_restore,
+            dsn=target.dsn(),
+            archive=archive,
+            jobs=options.jobs if archive is not None else 1,
+            clean=options.clean,
+            no_owner=options.no_owner,
+            no_privileges=options.no_privileges,
+            single_transaction=options.single_transaction,
+            exit_on_error=options.single_transaction,
+        )
+        if archive is not None:
+            with Child(argv, env=env, stdout=subprocess.DEVNULL) as child:
+                child.wait()
+            return _finish(child)
+        return _finish(_pump(argv, env, stream))
+
+
+def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) -> Path | None:
+    """A path for pg_restore: the local file, an unpacked directory archive, or (for a
+    parallel restore of a stream) a decompressed spill file; None means "pipe the stream"."""
+    if opened.kind == "tar":
+        target = workdir / "archive"
+        target.mkdir(exist_ok=True)
+        with tarfile.open(fileobj=opened.stream, mode="r|") as tar:
+            tar.extractall(target, filter="data")
+        return target
+    local = source.seekable_file(opened)
+    if local is not None:
+        return local
+    if jobs > 1:
+        spill = workdir / "archive.dump"
+        with open(spill, "wb") as out:
+            copy_stream(opened.stream, out)
+        return spill
+    return None
+
+
+def _pump(argv: list[str], env: dict[str, str], stream: IO[bytes]) -> Child:
+    """Run ``argv`` with ``stream`` on its stdin; returns the finished child."""
+    with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+        try:
+            copy_stream(stream, child.stdin)
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # the child stopped reading: its exit status and stderr say why
+        child.wait()
+    return child
+
+
+def _finish(child: Child) -> LoadResult:
+    """Triage the child's errors: allowed ones become warnings, others fail the load."""
+    result = LoadResult()
+    fatal = []
+    for line in child.error_lines:
+        if "ERROR:" not in line and "FATAL:" not in line and "error:" not in line:
+            continue
+        if any(p.search(line) for p in ALLOWED_ERRORS):
+            result.warnings.append(line)
+        elif "errors ignored on restore" not in line:
+            fatal.append(line)
+    if fatal and all(UNKNOWN_PARAMETER.search(line) for line in fatal):
+        raise _NeedsFallback(fatal[0])
+    if fatal:
+        raise RestoreError(f"{child.name} failed: {_tidy(fatal[0])}")
+    if child.proc.returncode != 0 and not result.warnings:
+        raise RestoreError(f"{child.name} failed: {_tidy(child.message())}")
+    return result
+
+
+def _tidy(line: str) -> str:
+    return re.sub(r"^(pg_restore|psql)(:[^:]*:\d+)?: (error: )?", "", line).strip()
+
+
+def _fallback(
+    source: Source,
+    target: ConnInfo,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    known: set[str],
+) -> LoadResult:
+    """Replay the dump as SQL through :class:`SetFilter` into one psql transaction."""
+    env = target.child_env()
+    opened = source.open()
+    psql_argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
+    with (
+        opened.stream as stream,
+        Child(psql_argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as psql,
+    ):
+        sql_filter = SetFilter(psql.stdin, known)
+        try:
+            if opened.kind == "plain":
+                copy_stream(stream, sql_filter)
+            else:
+                _pg_restore_to_sql(source, opened, tools, options, workdir, sql_filter, env)
+            sql_filter.close()
+            psql.stdin.close()
+        except BrokenPipeError:
+            pass
+        psql.wait()
+    result = _finish(psql)
+    result.used_fallback = True
+    result.dropped_settings = sorted(set(sql_filter.dropped))
+    return result
+
+
+def _pg_restore_to_sql(
+    source: Source,
+    opened: OpenedDump,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    sink: SetFilter,
+    env: dict[str, str],
+) -> None:
+    archive = _archive_path(source, opened, workdir, jobs=1)
+    argv = pg_restore_command(
+        tools.pg_restore,
+        archive=archive,
+        to_stdout=True,
+        clean=options.clean,
+        no_owner=options.no_owner,
+        no_privileges=options.no_privileges,
+    )
+    stdin = subprocess.DEVNULL if archive is not None else subprocess.PIPE
+    with Child(argv, env=env, stdin=stdin) as child:
+        feeder = None
+        failure: list[BaseException] = []
+        if archive is None:
+
+            def feed() -> None:
+                try:
+                    copy_stream(opened.stream, child.stdin)
+                    child.stdin.close()
+                except BrokenPipeError:
+                    pass
+                except BaseException as exc:  # reported after the join
+                    failure.append(exc)
+                    child.kill()
+
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+        for chunk in child.chunks():
+            sink.write(chunk)
+        if feeder is not None:
+            feeder.join()
+        if failure:
+            raise failure[0]
+        if child.wait() != 0:
+            raise ArchiveError(f"pg_restore cannot read this archive: {_tidy(child.message())}")
+
+
+def default_jobs() -> int:
+    """Parallel restore workers when none are asked for: the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))

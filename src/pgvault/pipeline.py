@@ -1,0 +1,263 @@
+"""The byte pipeline: compression, hashing, and recognising what a stream holds.
+
+Writing is a chain of small writers, each passing bytes to the next::
+
+    pg_dump stdout --1 MiB chunks--> Compressor --> [Encryptor] --> HashingWriter --> storage
+
+Reading is a chain of file-like readers built by :func:`open_layers`, which detects each
+layer by its magic bytes (never by a file name): age, zstd, gzip, then the dump itself.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+from typing import IO, Literal, Protocol, cast
+
+import zstandard
+
+from pgvault.errors import ArchiveError
+
+Layer = Literal["age", "zstd", "gzip"]
+DumpKind = Literal["custom", "tar", "plain"]
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+AGE_MAGIC = b"age-encryption.org/v1"
+CUSTOM_MAGIC = b"PGDMP"
+DEFAULT_LEVELS = {"zstd": 3, "gzip": 6}
+PEEK_SIZE = 1024
+
+
+class Sink(Protocol):
+    """Anything bytes can be written to."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+class Stage(Protocol):
+    """A writer in the chain: accepts bytes, then ``close()`` flushes into the next stage."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class HashingWriter:
+    """Passes bytes on while counting them and computing their sha256."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes, /) -> int:
+        """Hash, count and forward ``data``; returns its length in bytes."""
+        self._hash.update(data)
+        self.size += len(data)
+        self._sink.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of everything written so far."""
+        return self._hash.hexdigest()
+
+
+class _ZlibWriter:
+    def __init__(self, sink: Sink, level: int) -> None:
+        self._sink = sink
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container
+
+    def write(self, data: bytes, /) -> int:
+        out = self._obj.compress(data)
+        if out:
+            self._sink.write(out)
+        return len(data)
+
+    def close(self) -> None:
+        self._sink.write(self._obj.flush())
+
+
+class _ZstdWriter:
+    def __init__(self, sink: Sink, level: int) -> None:
+        self._sink = sink
+        # threads=-1: zstd's own worker threads, one per core (like `zstd -T0`).
+        self._obj = zstandard.ZstdCompressor(level=level, threads=-1).compressobj()
+
+    def write(self, data: bytes, /) -> int:
+        out = self._obj.compress(data)
+        if out:
+            self._sink.write(out)
+        return len(data)
+
+    def close(self) -> None:
+        self._sink.write(self._obj.flush())
+
+
+class _PassThrough:
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def write(self, data: bytes, /) -> int:
+        return self._sink.write(data)
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+def compressor(method: str, level: int | None, sink: Sink) -> Stage:
+    """A stage compressing with ``zstd`` (one frame), ``gzip`` (RFC 1952) or ``none``.
+
+    The output is what the ``zstd -d`` / ``gunzip`` command line tools read.
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    if method == "zstd":
+        return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level)
+    if method == "gzip":
+        return _ZlibWriter(sink, DEFAULT_LEVELS["gzip"] if level is None else level)
+    if method == "none":
+        return _PassThrough(sink)
+    raise ValueError(f"unknown compression {method!r}: use zstd, gzip or none")
+
+
+def sniff_layer(head: bytes) -> Layer | None:
+    """The outer wrapping of a stream from its first bytes, or None if unwrapped."""
+    if head.startswith(AGE_MAGIC):
+        return "age"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    return None
+
+
+def sniff_dump(head: bytes) -> DumpKind | None:
+    """What kind of dump a decompressed stream holds, from its first bytes.
+
+    ``custom``: pg_dump's custom archive (magic ``PGDMP``); ``tar``: a tar of a directory
+    archive (``ustar`` at offset 257); ``plain``: SQL text as pg_dump writes it.
+    """
+    if head.startswith(CUSTOM_MAGIC):
+        return "custom"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # the head may end inside a multi-byte character
+        text = head[:-4].decode("utf-8", "replace")
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith(("--", "SET ", "SELECT ", "CREATE ", "\\restrict", "BEGIN")):
+        return "plain"
+    return None
+
+
+class PeekReader(io.RawIOBase):
+    """A readable stream whose first bytes can be looked at without consuming them."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._buffer = b""
+
+    def peek_head(self, size: int = PEEK_SIZE) -> bytes:
+        """Up to ``size`` bytes from the start, left in place for the next read."""
+        while len(self._buffer) < size:
+            more = self._raw.read(size - len(self._buffer))
+            if not more:
+                break
+            self._buffer += more
+        return self._buffer[:size]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(target)
+        if self._buffer:
+            n = min(len(view), len(self._buffer))
+            view[:n] = self._buffer[:n]
+            self._buffer = self._buffer[n:]
+            return n
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+@dataclass
+class OpenedDump:
+    """A dump stream with its wrappings removed, and what they were."""
+
+    stream: IO[bytes]
+    kind: DumpKind
+    layers: list[Layer]
+
+
+def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDump:
+    """Unwrap age/zstd/gzip layers (detected by content) down to the dump.
+
+    Args:
+        raw: the stored bytes, as a readable stream.
+        decrypt: turns an age-encrypted stream into its plaintext stream; needed only
+            when the first layer is ``age``.
+
+    Raises:
+        ArchiveError: not a PostgreSQL dump (or an unknown wrapping), with what was found.
+    """
+    layers: list[Layer] = []
+    stream: IO[bytes] = raw
+    for _ in range(4):
+        peek = PeekReader(stream)
+        head = peek.peek_head()
+        layer = sniff_layer(head)
+        if layer is None:
+            kind = sniff_dump(head)
+            if kind is None:
+                what = "an empty file" if not head else "not a PostgreSQL dump"
+                raise ArchiveError(
+                    f"this is {what} (expected a pg_dump custom, directory or plain "
+                    "archive, optionally gzip/zstd compressed or age encrypted)"
+                )
+            return OpenedDump(stream=io.BufferedReader(peek, 1024 * 1024), kind=kind, layers=layers)
+        layers.append(layer)
+        readable = cast(IO[bytes], peek)
+        if layer == "age":
+            if decrypt is None:
+                raise ArchiveError("this backup is age-encrypted: give --identity FILE")
+            stream = decrypt(readable)
+        elif layer == "zstd":
+            stream = zstandard.ZstdDecompressor().stream_reader(
+                readable, read_across_frames=True, closefd=True
+            )
+        else:
+            stream = cast(IO[bytes], gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"))
+    raise ArchiveError("too many nested compression layers: not a pgvault backup")
+
+
+class DecryptHook(Protocol):
+    """Turns an encrypted stream into a plaintext stream."""
+
+    def __call__(self, encrypted: IO[bytes], /) -> IO[bytes]: ...
+
+
+def copy_stream(source: IO[bytes], sink: Sink, chunk_size: int = 1024 * 1024) -> int:
+    """Copy until EOF in chunks of ``chunk_size`` bytes; return the bytes copied."""
+    total = 0
+    while True:
+        chunk = source.read(chunk_size)
+        if not chunk:
+            return total
+        sink.write(chunk)
+        total += len(chunk)

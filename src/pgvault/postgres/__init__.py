@@ -1,0 +1,1 @@
+"""Everything pgvault knows about PostgreSQL: connection info, client tools, the server."""

@@ -1,0 +1,140 @@
+"""Backups in a local directory (or any mounted file system).
+
+A write goes to ``<key>.partial`` beside its final path, is fsynced, then renamed over the
+final name, so a crash never leaves a half-written object under a real key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+from urllib.parse import unquote, urlparse
+
+from pgvault.errors import NotFound, StorageError
+from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def _info(key: str, path: Path) -> ObjectInfo:
+    st = path.stat()
+    return ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+
+class _LocalWriter(ObjectWriter):
+    def __init__(self, key: str, final: Path) -> None:
+        self._key = key
+        self._final = final
+        self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
+
+    def write(self, data: bytes, /) -> int:
+        assert self._file is not None
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._partial}: {exc.strerror}") from exc
+
+    def commit(self) -> ObjectInfo:
+        assert self._file is not None
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.replace(self._partial, self._final)
+        except OSError as exc:
+            self.abort()
+            raise StorageError(f"cannot write {self._final}: {exc.strerror}") from exc
+        return _info(self._key, self._final)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._partial.unlink(missing_ok=True)
+
+
+class LocalStorage(Storage):
+    """A directory of backups; keys are relative paths under it."""
+
+    scheme = "file"
+
+    def __init__(self, url: str, name: str | None = None) -> None:
+        super().__init__(url, name)
+        parsed = urlparse(url)
+        raw = unquote(parsed.path) if parsed.scheme == "file" else url
+        self.root = Path(raw).expanduser().absolute()
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def open_write(self, key: str) -> ObjectWriter:
+        return _LocalWriter(key, self._path(key))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError as exc:
+            raise NotFound(f"stored object {key!r} is missing from {self.root}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        return _info(key, path) if path.is_file() else None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        found = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for filename in files:
+                if filename.endswith(PARTIAL_SUFFIX):
+                    continue
+                path = Path(dirpath) / filename
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append((key, path))
+        for key, path in sorted(found):
+            yield _info(key, path)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc.strerror}") from exc
+        # prune now-empty directories up to the root
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def discard_partial(self, key: str) -> None:
+        final = self._path(key)
+        final.with_name(final.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".pgvault-write-check-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"backup directory {self.root} is not writable ({exc.strerror}): "
+                "fix its permissions or choose another --storage"
+            ) from exc
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
