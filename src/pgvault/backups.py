@@ -30,8 +30,15 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
 from pgvault.config import Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.errors import BackupError, PgvaultError
-from pgvault.pipeline import HashingWriter, Stage, compressor, open_layers
+from pgvault.errors import BackupError, PgvaultError, StorageError
+from pgvault.pipeline import (
+    DecryptHook,
+    HashingWriter,
+    Stage,
+    compressor,
+    copy_stream,
+    open_layers,
+)
 from pgvault.postgres import runner, server, tools
 from pgvault.postgres.commands import pg_dump_command, pg_dumpall_globals_command
 from pgvault.postgres.conninfo import ConnInfo
@@ -455,3 +462,64 @@ def create_all(
         except PgvaultError as exc:
             failed.append((dbname, str(exc)))
     return done, failed
+
+
+def rebuild_catalog(catalog: Catalog, store: Storage) -> list[BackupRecord]:
+    """Recreate catalog rows from the manifests stored beside each backup.
+
+    Only manifests whose backup object is present are taken; existing rows are replaced.
+
+    Returns:
+        the records written, oldest first.
+
+    Raises:
+        StorageError: the target cannot be listed or read.
+    """
+    keys = {info.key for info in store.list()}
+    found = []
+    for key in sorted(keys):
+        if not key.endswith(".manifest.json"):
+            continue
+        try:
+            record = BackupRecord.model_validate_json(store.read_bytes(key))
+        except ValueError as exc:
+            log.warning("skipping unreadable manifest %s: %s", key, exc)
+            continue
+        if record.storage_key not in keys or manifest_key_for(record.storage_key) != key:
+            log.warning("skipping manifest %s: its backup object is missing", key)
+            continue
+        record.storage = store.name
+        catalog.save_backup(record)
+        found.append(record)
+    return sorted(found, key=lambda r: r.started_at)
+
+
+def download(
+    settings: Settings,
+    record: BackupRecord,
+    output: Path,
+    *,
+    decompress: bool = False,
+    decrypt: DecryptHook | None = None,
+) -> int:
+    """Copy a stored backup to ``output``; with ``decompress`` remove its zstd/gzip (and age)
+    layers so plain ``pg_restore``/``psql`` reads the file. Returns the bytes written.
+
+    Raises:
+        NotFound: the object is missing.
+        StorageError: it cannot be read or ``output`` cannot be written.
+    """
+    store = storage.resolve(settings, record.storage)
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with store.open_read(record.storage_key) as raw, open(partial, "wb") as out:
+            stream = open_layers(raw, decrypt).stream if decompress else raw
+            written = copy_stream(stream, out)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {output}: {exc.strerror}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written

@@ -261,3 +261,43 @@ def copy_stream(source: IO[bytes], sink: Sink, chunk_size: int = 1024 * 1024) ->
             return total
         sink.write(chunk)
         total += len(chunk)
+
+
+class HashingReader(io.RawIOBase):
+    """A readable stream that counts and hashes (sha256) the bytes read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(target))
+        n = len(data)
+        memoryview(target)[:n] = data
+        self._hash.update(data)
+        self.size += n
+        return n
+
+    def drain(self) -> None:
+        """Read (and hash) whatever is left."""
+        while self._raw_chunk():
+            pass
+
+    def _raw_chunk(self) -> bool:
+        data = self._raw.read(1024 * 1024)
+        self._hash.update(data)
+        self.size += len(data)
+        return bool(data)
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes read so far."""
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()

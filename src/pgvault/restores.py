@@ -119,7 +119,9 @@ def _source(
     ), record
 
 
-def _tools(settings: Settings) -> Tools:
+def client_tools(settings: Settings) -> Tools:
+    """The pg_restore and psql a restore uses: the newest installed (they read every older
+    archive)."""
     return Tools(
         pg_restore=tools.choose("pg_restore", None, settings.bin_dir).path,
         psql=tools.choose("psql", None, settings.bin_dir).path,
@@ -139,7 +141,7 @@ def plan(settings: Settings, catalog: Catalog, request: RestoreRequest) -> Resto
     """
     source, record = _source(settings, catalog, request)
     dbname = request.target.conn.dbname
-    tool_set = _tools(settings)
+    tool_set = client_tools(settings)
     with tempfile.TemporaryDirectory(prefix="pgvault-plan-") as tmp:
         opened = source.open()
         with opened.stream as stream:
@@ -210,7 +212,7 @@ def run(
     if request.confirm != dbname:
         raise Refused(f"confirmation does not match: type the database name {dbname!r} to restore")
     source, record = _source(settings, catalog, request)
-    tool_set = _tools(settings)
+    tool_set = client_tools(settings)
     opened = source.open()
     kind, layers = opened.kind, list(opened.layers)
     opened.stream.close()

@@ -1,0 +1,73 @@
+"""The CLI's output layer: rich tables, JSON, sizes. The only place that prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+def size(num: int | None) -> str:
+    """Bytes as ``12.3 MiB``."""
+    if num is None:
+        return "-"
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(num)
+
+
+def when(value: datetime | None) -> str:
+    """A UTC time as ``2026-11-21 05:30:12Z``."""
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
+def as_json(value: Any) -> None:
+    """Print a model, dataclass-like dict or list of them as JSON on stdout."""
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, BaseModel):
+            return item.model_dump(mode="json")
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if isinstance(item, dict):
+            return {k: plain(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [plain(v) for v in item]
+        if hasattr(item, "__dataclass_fields__"):
+            return {k: plain(getattr(item, k)) for k in item.__dataclass_fields__}
+        return item
+
+    sys.stdout.write(json.dumps(plain(value), indent=2) + "\n")
+
+
+def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Print a rich table."""
+    grid = Table(title=title, show_lines=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("-" if v is None else str(v) for v in row))
+    out.print(grid)
+
+
+def error(message: str) -> None:
+    """The one-line error every failure ends with."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    """A line of progress or result for humans (stderr, so stdout stays parseable)."""
+    err.print(message, markup=False, soft_wrap=True)
