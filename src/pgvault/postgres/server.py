@@ -25,10 +25,10 @@ def _first_line(exc: BaseException) -> str:
     match = re.search(r"(?:FATAL|ERROR):\s+(.*)", text)
     if match:
         return match.group(1).splitlines()[0].strip()
-    match = re.search(r"failed: (.*)", text, re.DOTALL)
-    if match:
-        # "Connection refused\n\tIs the server running ...?" -> one line
-        return " ".join(part.strip() for part in match.group(1).splitlines() if part.strip())
+    head, sep, reason = text.rpartition("failed: ")
+    if sep:
+        # '... port 1 failed: Connection refused\n\tIs the server running ...?' -> one line
+        return " ".join(part.strip() for part in reason.splitlines() if part.strip())
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1].strip() if lines else type(exc).__name__
 
