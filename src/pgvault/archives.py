@@ -228,3 +228,50 @@ def toc_of_stored(
     if local_file is not None:
         return toc_from_path(pg_restore, local_file)
     return toc_from_stream(pg_restore, stream)
+
+
+class TocTap:
+    """Feeds a custom archive, as it streams past, to ``pg_restore --list``.
+
+    pg_restore reads the header and TOC, prints the list and exits; from then on the tap
+    costs nothing. This lists the tables of what pg_dump wrote without reading it back from
+    storage (where it may be encrypted for a key pgvault does not hold).
+    """
+
+    def __init__(self, pg_restore: Path, workdir: Path) -> None:
+        self._listing = open(workdir / "toc.list", "w+b")  # noqa: SIM115
+        argv = pg_restore_command(pg_restore, list_only=True)
+        self._child = Child(argv, stdin=subprocess.PIPE, stdout=self._listing)
+        self._feeding = True
+
+    def feed(self, chunk: bytes) -> None:
+        """Pass a chunk on, until pg_restore has read what it needs."""
+        if not self._feeding:
+            return
+        try:
+            self._child.stdin.write(chunk)
+        except BrokenPipeError:
+            self._feeding = False
+
+    def entries(self) -> list[TocEntry]:
+        """The parsed TOC, once the whole stream was fed.
+
+        Raises:
+            ArchiveError: pg_restore could not read what pg_dump wrote.
+        """
+        if self._feeding:
+            try:
+                self._child.stdin.close()
+            except BrokenPipeError:
+                pass
+            self._feeding = False
+        if self._child.wait() != 0:
+            raise ArchiveError(f"pg_restore cannot read the archive: {self._child.message()}")
+        self._listing.seek(0)
+        return parse_toc(self._listing.read().decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """Stop pg_restore if still running and release the listing file."""
+        self._child.kill()
+        self._child.wait()
+        self._listing.close()

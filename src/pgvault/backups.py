@@ -12,6 +12,7 @@ The flow of :func:`create` (see the README's "backup stream")::
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
 from pgvault.config import Settings
 from pgvault.databases import DatabaseTarget
+from pgvault.encryption import Encryptor, parse_recipients
 from pgvault.errors import BackupError, PgvaultError, StorageError
 from pgvault.pipeline import (
     DecryptHook,
@@ -73,6 +75,7 @@ class BackupRequest:
     created_by: str | None = None
     timeout: float | None = None
     with_globals: bool = True
+    recipients: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ def create(
     dump_format = request.dump_format or db.format
     method = request.compression or db.compression
     level = request.level if request.level is not None else db.level
+    recipients = list(request.recipients or db.encrypt_to or settings.age_recipients)
+    parse_recipients(recipients)  # refuse bad recipients before anything starts
     with server.connect(target.conn) as conn:
         major, version = server.server_version(conn)
         pg_dump = tools.choose("pg_dump", major, settings.bin_dir)
@@ -167,7 +172,8 @@ def create(
             dbname=target.conn.dbname,
             environment=target.environment,
             format=dump_format,
-            ext=names.extension(dump_format, method, plan.compressed_by),
+            ext=names.extension(dump_format, method, plan.compressed_by)
+            + (".age" if recipients else ""),
             trigger=request.trigger,
         )
         record = BackupRecord(
@@ -180,6 +186,7 @@ def create(
             format=dump_format,
             compression=method,
             compression_level=level,
+            encrypted=bool(recipients),
             compressed_by=plan.compressed_by,
             tables=list(request.tables),
             exclude_tables=list(request.exclude_tables),
@@ -200,7 +207,7 @@ def create(
             row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
             timeout = request.timeout if request.timeout is not None else settings.backup_timeout
-            stream = _Stream(store, key, plan, level, progress, cancel)
+            stream = _Stream(store, key, plan, level, recipients, progress, cancel)
             with tempfile.TemporaryDirectory(prefix="pgvault-") as workdir:
                 out_dir = Path(workdir) / "dump" if dump_format == "directory" else None
                 argv = pg_dump_command(
@@ -220,11 +227,8 @@ def create(
                         argv, target.conn, timeout, stream, out_dir, pg_restore.path
                     )
                 else:
-                    entries = _dump_stream(
-                        argv, target.conn, timeout, stream, dump_format == "plain"
-                    )
-                if dump_format == "custom":
-                    entries = _stored_toc(store, key, pg_restore.path, Path(workdir))
+                    lister = _Lister(dump_format, pg_restore.path, Path(workdir))
+                    entries = _dump_stream(argv, target.conn, timeout, stream, lister)
             if progress:
                 progress("counting rows", stream.size)
             existing = set(server.user_tables(conn))
@@ -236,7 +240,7 @@ def create(
             record.size_bytes, record.sha256 = stream.size, stream.sha256
             if request.with_globals:
                 record.globals_key = _dump_globals(
-                    store, key, target.conn, major, superuser, settings
+                    store, key, target.conn, major, superuser, settings, recipients
                 )
             record.status = "completed"
             record.finished_at = _now()
@@ -261,12 +265,16 @@ class _Stream:
         key: str,
         plan: CompressionPlan,
         level: int | None,
+        recipients: Sequence[str],
         progress: Progress | None,
         cancel: threading.Event | None,
     ) -> None:
         self.writer = store.open_write(key)
         self._hashing = HashingWriter(self.writer)
-        self._top: Stage = compressor(plan.stream, level, self._hashing)
+        self._encryptor = (
+            Encryptor(self._hashing, parse_recipients(recipients)) if recipients else None
+        )
+        self._top: Stage = compressor(plan.stream, level, self._encryptor or self._hashing)
         self._progress = progress
         self._cancel = cancel
         self._fed = 0
@@ -282,6 +290,8 @@ class _Stream:
 
     def commit(self) -> None:
         self._top.close()
+        if self._encryptor is not None:
+            self._encryptor.close()
         self.writer.commit()
 
     @property
@@ -293,24 +303,49 @@ class _Stream:
         return self._hashing.sha256
 
 
+class _Lister:
+    """Lists what a streamed dump holds as it passes: a TOC tap for custom archives, a COPY
+    scanner for plain SQL."""
+
+    def __init__(self, dump_format: str, pg_restore: Path, workdir: Path) -> None:
+        self._scanner = archives.CopyScanner() if dump_format == "plain" else None
+        self._tap = archives.TocTap(pg_restore, workdir) if self._scanner is None else None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._scanner is not None:
+            self._scanner.feed(chunk)
+        elif self._tap is not None:
+            self._tap.feed(chunk)
+
+    def entries(self) -> list[archives.TocEntry]:
+        if self._tap is not None:
+            return self._tap.entries()
+        assert self._scanner is not None
+        return [archives.TocEntry("TABLE DATA", s, t) for s, t in self._scanner.tables]
+
+    def close(self) -> None:
+        if self._tap is not None:
+            self._tap.close()
+
+
 def _dump_stream(
-    argv: list[str], conn: ConnInfo, timeout: float | None, stream: _Stream, plain: bool
+    argv: list[str], conn: ConnInfo, timeout: float | None, stream: _Stream, lister: _Lister
 ) -> list[archives.TocEntry]:
-    scanner = archives.CopyScanner() if plain else None
+    """pg_dump's stdout -> lister + write chain; commit only after pg_dump exited 0."""
     try:
         with Child(argv, env=conn.child_env(), timeout=timeout) as child:
             for chunk in child.chunks():
-                if scanner is not None:
-                    scanner.feed(chunk)
+                lister.feed(chunk)
                 stream.write(chunk)
             child.check()
+        entries = lister.entries()
         stream.commit()
     except BaseException:
         stream.writer.abort()
         raise
-    if scanner is None:
-        return []
-    return [archives.TocEntry("TABLE DATA", s, t) for s, t in scanner.tables]
+    finally:
+        lister.close()
+    return entries
 
 
 def _dump_directory(
@@ -338,27 +373,29 @@ def _dump_directory(
     return entries
 
 
-def _stored_toc(
-    store: Storage, key: str, pg_restore: Path, workdir: Path
-) -> list[archives.TocEntry]:
-    """Read back the TOC of what was just stored: proves it parses, and lists its tables."""
-    local = store.local_path(key)
-    with store.open_read(key) as raw:
-        opened = open_layers(raw)
-        use_local = local if not opened.layers else None
-        return archives.toc_of_stored(pg_restore, opened.stream, opened.kind, workdir, use_local)
-
-
 def _dump_globals(
-    store: Storage, key: str, conn: ConnInfo, major: int, superuser: bool, settings: Settings
+    store: Storage,
+    key: str,
+    conn: ConnInfo,
+    major: int,
+    superuser: bool,
+    settings: Settings,
+    recipients: Sequence[str],
 ) -> str | None:
-    """Store ``pg_dumpall --globals-only`` beside the backup; a failure only warns."""
-    globals_key = key + ".globals.sql"
+    """Store ``pg_dumpall --globals-only`` beside the backup (age-encrypted like the backup:
+    it holds role password hashes); a failure only warns."""
+    globals_key = key + ".globals.sql" + (".age" if recipients else "")
     try:
         pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
         argv = pg_dumpall_globals_command(pg_dumpall.path, conn.dsn(), role_passwords=superuser)
-        text = runner.run(argv, env=conn.child_env(), timeout=600)
-        store.write_bytes(globals_key, text.encode())
+        text = runner.run(argv, env=conn.child_env(), timeout=600).encode()
+        if recipients:
+            sealed = io.BytesIO()
+            encryptor = Encryptor(sealed, parse_recipients(recipients))
+            encryptor.write(text)
+            encryptor.close()
+            text = sealed.getvalue()
+        store.write_bytes(globals_key, text)
     except PgvaultError as exc:
         log.warning("globals (roles, tablespaces) not stored: %s", exc)
         return None
@@ -384,7 +421,7 @@ def remove_stored(store: Storage, record: BackupRecord) -> None:
     keys = [record.storage_key, manifest_key_for(record.storage_key)]
     if record.globals_key:
         keys.append(record.globals_key)
-    keys.append(record.storage_key + ".globals.sql")
+    keys += [record.storage_key + ".globals.sql", record.storage_key + ".globals.sql.age"]
     for key in keys:
         try:
             store.discard_partial(key)

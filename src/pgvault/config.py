@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -80,6 +81,9 @@ class DatabaseSettings(BaseModel):
         default=None, description="SQL file run in the restored database before the swap."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels on every backup.")
+    encrypt_to: list[str] = Field(
+        default_factory=list, description="age recipients (age1...) this database's backups use."
+    )
 
 
 class Settings(BaseSettings):
@@ -122,6 +126,14 @@ class Settings(BaseSettings):
         default="auto",
         description="Who compresses archives: pg_dump (>= 16 for zstd), the stream, or auto.",
     )
+    age_recipients: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="age recipients for every backup (PGVAULT_AGE_RECIPIENTS, comma-separated).",
+    )
+    age_identity_file: Path | None = Field(
+        default=None,
+        description="age identity file for restore/verify/download of encrypted backups.",
+    )
     storage_targets: dict[str, StorageTargetSettings] = Field(
         default_factory=dict,
         description="Named storage targets ([storage_targets.NAME]); PGVAULT_STORAGE: default.",
@@ -129,6 +141,13 @@ class Settings(BaseSettings):
     databases: dict[str, DatabaseSettings] = Field(
         default_factory=dict, description="Named databases."
     )
+
+    @field_validator("age_recipients", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

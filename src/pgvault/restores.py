@@ -15,6 +15,7 @@ A restore is a plan of steps, each with its undo (see the README's "restore plan
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import threading
@@ -33,7 +34,7 @@ from pgvault.config import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget, check_environment
 from pgvault.errors import NotFound, PgvaultError, Refused, RestoreError
 from pgvault.loading import LoadOptions, LoadResult, Source, Tools, default_jobs, load
-from pgvault.pipeline import DecryptHook
+from pgvault.pipeline import DecryptHook, open_layers
 from pgvault.postgres import runner, server, tools
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
@@ -241,7 +242,9 @@ def run(
                 )
                 result.safety_backup_id = safety.id
             if request.with_globals and record is not None and record.globals_key:
-                result.warnings += _apply_globals(settings, record, target.conn, tool_set)
+                result.warnings += _apply_globals(
+                    settings, record, target.conn, tool_set, request.decrypt
+                )
             known = _settings_names(conn)
             options = LoadOptions(
                 jobs=jobs,
@@ -448,12 +451,17 @@ def check_counts(info: ConnInfo, recorded: dict[str, int]) -> dict[str, int]:
 
 
 def _apply_globals(
-    settings: Settings, record: BackupRecord, info: ConnInfo, tool_set: Tools
+    settings: Settings,
+    record: BackupRecord,
+    info: ConnInfo,
+    tool_set: Tools,
+    decrypt: DecryptHook | None,
 ) -> list[str]:
     """Run the backup's globals (roles, tablespaces) on the target server first. Existing
     roles are expected there: "already exists" errors are skipped, others become warnings."""
     store = storage.resolve(settings, record.storage)
-    text = store.read_bytes(record.globals_key or "")
+    sealed = io.BytesIO(store.read_bytes(record.globals_key or ""))
+    text = open_layers(sealed, decrypt).stream.read()
     argv = psql_command(tool_set.psql, _maintenance(info).dsn())
     argv = [a for a in argv if a != "--set=ON_ERROR_STOP=1"]
     child_warnings: list[str] = []

@@ -21,6 +21,7 @@ from pgvault.catalog.records import BackupStatus
 from pgvault.cli import render
 from pgvault.cli.progress import BytesProgress
 from pgvault.config import Settings, load_settings
+from pgvault.encryption import Decryptor, decryptor_from
 from pgvault.errors import ConfigError, PgvaultError
 from pgvault.postgres import conninfo
 
@@ -34,6 +35,14 @@ catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+IdentityOpt = Annotated[
+    Path | None,
+    typer.Option("--identity", help="age identity file (default PGVAULT_AGE_IDENTITY_FILE)."),
+]
+
+
+def _decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
+    return decryptor_from(identity or settings.age_identity_file)
 
 
 @app.callback()
@@ -107,6 +116,9 @@ def backup(
     no_globals: Annotated[
         bool, typer.Option("--no-globals", help="Skip roles/tablespaces.")
     ] = False,
+    encrypt_to: Annotated[
+        list[str] | None, typer.Option("--encrypt-to", help="age recipient age1... (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a database (or --all databases of a server) into a storage target."""
@@ -133,6 +145,7 @@ def backup(
             storage=storage_name,
             timeout=timeout,
             with_globals=not no_globals,
+            recipients=encrypt_to or [],
         )
 
     with BytesProgress(enabled=not as_json) as progress:
@@ -240,13 +253,16 @@ def download(
     backup_id: str,
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     decompress: Annotated[
-        bool, typer.Option(help="Remove zstd/gzip: ready for pg_restore.")
+        bool, typer.Option(help="Remove zstd/gzip (and age): ready for pg_restore.")
     ] = False,
+    identity: IdentityOpt = None,
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
     settings = _settings(ctx)
     record = _catalog(settings).get_backup(backup_id)
-    written = backups.download(settings, record, output, decompress=decompress)
+    written = backups.download(
+        settings, record, output, decompress=decompress, decrypt=_decryptor(settings, identity)
+    )
     render.info(f"wrote {render.size(written)} to {output}")
 
 
@@ -299,6 +315,7 @@ def verify_(
     to: Annotated[
         str | None, typer.Option(help="Server for --full (default: the backup's own).")
     ] = None,
+    identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a backup's bytes and archive; --full also test-restores it."""
@@ -307,7 +324,14 @@ def verify_(
     server_conn = None
     if full:
         server_conn = _server_of(settings, catalog.get_backup(backup_id), to)
-    result = verify.verify(settings, catalog, backup_id, full=full, server_conn=server_conn)
+    result = verify.verify(
+        settings,
+        catalog,
+        backup_id,
+        full=full,
+        server_conn=server_conn,
+        decrypt=_decryptor(settings, identity),
+    )
     if as_json:
         render.as_json(result)
     else:
@@ -349,6 +373,7 @@ def restore(
         bool, typer.Option("--leftovers", help="List old *_pre_restore_* DBs.")
     ] = False,
     drop_leftover: Annotated[str | None, typer.Option(help="Drop one leftover database.")] = None,
+    identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a backup (or --file) into a database, safely: swap mode never touches the
@@ -380,6 +405,7 @@ def restore(
         drop_previous=drop_previous,
         with_globals=with_globals,
         no_owner=no_owner,
+        decrypt=_decryptor(settings, identity),
     )
     if dry_run:
         _show_plan(restores.plan(settings, catalog, request), as_json)
