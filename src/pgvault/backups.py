@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from pgvault import archives, names, storage
+from pgvault import archives, copies, names, storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
 from pgvault.config import Settings
@@ -253,6 +253,8 @@ def create(
                 raise BackupError(f"backup of {target.name} failed: {exc}") from exc
             raise
     log.info("backup %s completed: %s bytes", backup_id, record.size_bytes)
+    if request.storage is None and len(db.storage) > 1:
+        copies.replicate(settings, catalog, record, db.storage[1:])
     return record
 
 
@@ -418,9 +420,7 @@ def _fail(catalog: Catalog, store: Storage, record: BackupRecord, exc: BaseExcep
 
 def remove_stored(store: Storage, record: BackupRecord) -> None:
     """Remove a backup's object, partial writes, globals and manifest (missing ones are fine)."""
-    keys = [record.storage_key, manifest_key_for(record.storage_key)]
-    if record.globals_key:
-        keys.append(record.globals_key)
+    keys = copies.stored_keys(record)
     keys += [record.storage_key + ".globals.sql", record.storage_key + ".globals.sql.age"]
     for key in keys:
         try:
@@ -470,6 +470,7 @@ def delete(settings: Settings, catalog: Catalog, backup_id: str) -> BackupRecord
     """
     record = catalog.get_backup(backup_id)
     remove_stored(storage.resolve(settings, record.storage), record)
+    copies.remove_copies(settings, catalog, record)
     record.status = "deleted"
     catalog.save_backup(record)
     return record
@@ -533,6 +534,7 @@ def rebuild_catalog(catalog: Catalog, store: Storage) -> list[BackupRecord]:
 
 def download(
     settings: Settings,
+    catalog: Catalog,
     record: BackupRecord,
     output: Path,
     *,
@@ -546,7 +548,7 @@ def download(
         NotFound: the object is missing.
         StorageError: it cannot be read or ``output`` cannot be written.
     """
-    store = storage.resolve(settings, record.storage)
+    store = copies.readable_location(settings, catalog, record)
     partial = output.with_name(output.name + ".partial")
     try:
         with store.open_read(record.storage_key) as raw, open(partial, "wb") as out:

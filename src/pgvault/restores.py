@@ -27,7 +27,7 @@ from typing import IO
 
 import psycopg
 
-from pgvault import archives, backups, names, storage
+from pgvault import archives, backups, copies, names, storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, RestoreRecord
 from pgvault.config import RestoreMode, Settings
@@ -110,7 +110,7 @@ def _source(
         raise RestoreError(
             f"backup {record.id} is {record.status}, not completed: choose another backup"
         )
-    store = storage.resolve(settings, record.storage)
+    store = copies.readable_location(settings, catalog, record)
 
     def open_object() -> IO[bytes]:
         return store.open_read(record.storage_key)

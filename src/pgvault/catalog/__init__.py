@@ -19,8 +19,8 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from pgvault.catalog.records import BackupRecord, BackupStatus, RestoreRecord
-from pgvault.catalog.tables import backups, restores
+from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus, RestoreRecord
+from pgvault.catalog.tables import backup_copies, backups, restores
 from pgvault.errors import CatalogError, NotFound
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -159,6 +159,31 @@ class Catalog:
         with self._tx() as conn:
             rows = conn.execute(query).all()
         return [dict(row._mapping) for row in rows]
+
+    # --- copies --------------------------------------------------------------------------
+
+    def save_copy(self, copy: BackupCopy) -> None:
+        """Insert or replace the row of one copy."""
+        row = copy.model_dump()
+        key = (backup_copies.c.backup_id == copy.backup_id) & (
+            backup_copies.c.storage == copy.storage
+        )
+        with self._tx() as conn:
+            if conn.execute(backup_copies.update().where(key).values(**row)).rowcount == 0:
+                conn.execute(backup_copies.insert().values(**row))
+
+    def copies_of(self, backup_ids: list[str]) -> dict[str, list[BackupCopy]]:
+        """The copies of each of ``backup_ids`` (ids without copies are absent)."""
+        if not backup_ids:
+            return {}
+        query = sa.select(backup_copies).where(backup_copies.c.backup_id.in_(backup_ids))
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        found: dict[str, list[BackupCopy]] = {}
+        for row in rows:
+            copy = BackupCopy.model_validate(dict(row._mapping))
+            found.setdefault(copy.backup_id, []).append(copy)
+        return found
 
     # --- restores ------------------------------------------------------------------------
 

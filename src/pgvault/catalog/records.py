@@ -92,3 +92,16 @@ class RestoreRecord(BaseModel):
     error: str | None = None
     warnings: list[str] = Field(default_factory=list)
     created_by: str | None = None
+
+
+class BackupCopy(BaseModel):
+    """A copy of a backup on another storage target (the 3-2-1 rule's second copy)."""
+
+    backup_id: str
+    storage: str
+    storage_key: str
+    status: Literal["completed", "failed", "deleted"]
+    size_bytes: int | None = None
+    sha256: str | None = None
+    copied_at: datetime | None = None
+    error: str | None = None

@@ -113,3 +113,16 @@ restores = Table(
     Column("created_by", String(255)),
     Index("ix_restores_started", "started_at"),
 )
+
+backup_copies = Table(
+    "backup_copies",
+    metadata,
+    Column("backup_id", String(64), primary_key=True),
+    Column("storage", Text, primary_key=True),
+    Column("storage_key", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("sha256", String(64)),
+    Column("copied_at", UTCDateTime),
+    Column("error", Text),
+)

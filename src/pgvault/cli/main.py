@@ -189,14 +189,18 @@ def list_(
     settings = _settings(ctx)
     if status is not None and status not in get_args(BackupStatus):
         raise ConfigError(f"--status {status!r} is not one of {', '.join(get_args(BackupStatus))}")
-    records = _catalog(settings).list_backups(
+    catalog = _catalog(settings)
+    records = catalog.list_backups(
         database=database,
         environment=environment,
         status=cast(BackupStatus | None, status),
         limit=limit,
     )
+    copies_by_id = catalog.copies_of([r.id for r in records])
     if as_json:
-        render.as_json(records)
+        render.as_json(
+            [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
+        )
         return
     render.table(
         None,
@@ -223,7 +227,9 @@ def list_(
                 render.size(r.size_bytes),
                 render.when(r.started_at),
                 ",".join(f"{k}={v}" for k, v in r.labels.items()),
-                r.storage,
+                " + ".join(
+                    [r.storage] + [f"{c.storage} ({c.status})" for c in copies_by_id.get(r.id, [])]
+                ),
             )
             for r in records
         ),
@@ -259,9 +265,15 @@ def download(
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
     settings = _settings(ctx)
-    record = _catalog(settings).get_backup(backup_id)
+    catalog = _catalog(settings)
+    record = catalog.get_backup(backup_id)
     written = backups.download(
-        settings, record, output, decompress=decompress, decrypt=_decryptor(settings, identity)
+        settings,
+        catalog,
+        record,
+        output,
+        decompress=decompress,
+        decrypt=_decryptor(settings, identity),
     )
     render.info(f"wrote {render.size(written)} to {output}")
 

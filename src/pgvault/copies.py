@@ -1,0 +1,134 @@
+"""Second copies of backups on other storage targets (the 3-2-1 rule), and choosing which
+copy to read: the primary when healthy, else the first healthy copy."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from pgvault import storage
+from pgvault.catalog import Catalog
+from pgvault.catalog.records import BackupCopy, BackupRecord, manifest_key_for
+from pgvault.config import Settings
+from pgvault.errors import NotFound, PgvaultError, StorageError
+from pgvault.pipeline import HashingWriter, copy_stream
+from pgvault.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def stored_keys(record: BackupRecord) -> list[str]:
+    """Every key a backup occupies on a target: object, globals, manifest."""
+    keys = [record.storage_key]
+    if record.globals_key:
+        keys.append(record.globals_key)
+    keys.append(manifest_key_for(record.storage_key))
+    return keys
+
+
+def replicate(
+    settings: Settings, catalog: Catalog, record: BackupRecord, targets: list[str]
+) -> list[BackupCopy]:
+    """Copy a completed backup to each of ``targets`` (names or URLs), streaming, and check
+    each copy's sha256 against the record. A failed copy is recorded, never raised: the
+    backup itself stays completed."""
+    source = storage.resolve(settings, record.storage)
+    made = []
+    for name in targets:
+        target = storage.resolve(settings, name)
+        copy = BackupCopy(
+            backup_id=record.id,
+            storage=target.name,
+            storage_key=record.storage_key,
+            status="failed",
+        )
+        try:
+            target.check_writable()
+            for key in stored_keys(record):
+                size, sha256 = _copy_object(source, target, key)
+                if key == record.storage_key:
+                    if sha256 != record.sha256:
+                        raise StorageError(
+                            f"copy on {target.name} has another sha256 than the backup"
+                        )
+                    copy.size_bytes, copy.sha256 = size, sha256
+            copy.status = "completed"
+            copy.copied_at = datetime.now(UTC)
+        except PgvaultError as exc:
+            copy.error = str(exc)
+            log.warning("copy of backup %s to %s failed: %s", record.id, target.name, exc)
+            for key in stored_keys(record):
+                _quiet_delete(target, key)
+        catalog.save_copy(copy)
+        made.append(copy)
+    return made
+
+
+def _copy_object(source: Storage, target: Storage, key: str) -> tuple[int, str]:
+    writer = target.open_write(key)
+    hashing = HashingWriter(writer)
+    try:
+        with source.open_read(key) as stream:
+            copy_stream(stream, hashing)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return hashing.size, hashing.sha256
+
+
+def _quiet_delete(store: Storage, key: str) -> None:
+    try:
+        store.discard_partial(key)
+        store.delete(key)
+    except PgvaultError as exc:
+        log.warning("could not remove %s from %s: %s", key, store.name, exc)
+
+
+def readable_location(settings: Settings, catalog: Catalog, record: BackupRecord) -> Storage:
+    """The target to read a backup from: its primary if the object is there with the
+    recorded size, else the first completed copy that is.
+
+    Raises:
+        NotFound: no target holds an intact object.
+    """
+    candidates = [record.storage] + [
+        c.storage
+        for c in catalog.copies_of([record.id]).get(record.id, [])
+        if c.status == "completed"
+    ]
+    problems = []
+    for name in candidates:
+        try:
+            store = storage.resolve(settings, name)
+            info = store.stat(record.storage_key)
+        except PgvaultError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if info is not None and info.size == record.size_bytes:
+            if name != record.storage:
+                log.warning(
+                    "backup %s: primary unavailable, reading the copy on %s", record.id, name
+                )
+            return store
+        problems.append(f"{name}: object missing or of the wrong size")
+    raise NotFound(f"no intact copy of backup {record.id}: " + "; ".join(problems))
+
+
+def remove_copies(settings: Settings, catalog: Catalog, record: BackupRecord) -> None:
+    """Delete every copy's pieces, then mark each copy row ``deleted``."""
+    for copy in catalog.copies_of([record.id]).get(record.id, []):
+        if copy.status == "deleted":
+            continue
+        try:
+            target = storage.resolve(settings, copy.storage)
+        except PgvaultError as exc:
+            log.warning("copy target %s unavailable: %s", copy.storage, exc)
+            continue
+        for key in stored_keys(record):
+            _quiet_delete(target, key)
+        copy.status = "deleted"
+        catalog.save_copy(copy)
+
+
+__all__ = ["NotFound", "readable_location", "remove_copies", "replicate", "stored_keys"]
