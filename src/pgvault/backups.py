@@ -502,13 +502,11 @@ def create_all(
     return done, failed
 
 
-def rebuild_catalog(catalog: Catalog, store: Storage) -> list[BackupRecord]:
-    """Recreate catalog rows from the manifests stored beside each backup.
+def stored_manifests(store: Storage) -> list[BackupRecord]:
+    """The backups a storage target holds, read from their manifests (oldest first).
 
-    Only manifests whose backup object is present are taken; existing rows are replaced.
-
-    Returns:
-        the records written, oldest first.
+    Manifests whose backup object is missing are skipped with a warning; ``storage`` of
+    each record is set to ``store``'s name. Works across environments sharing one bucket.
 
     Raises:
         StorageError: the target cannot be listed or read.
@@ -527,9 +525,21 @@ def rebuild_catalog(catalog: Catalog, store: Storage) -> list[BackupRecord]:
             log.warning("skipping manifest %s: its backup object is missing", key)
             continue
         record.storage = store.name
-        catalog.save_backup(record)
         found.append(record)
     return sorted(found, key=lambda r: r.started_at)
+
+
+def rebuild_catalog(catalog: Catalog, store: Storage) -> list[BackupRecord]:
+    """Recreate catalog rows from the manifests stored beside each backup; existing rows
+    are replaced. Returns the records written, oldest first.
+
+    Raises:
+        StorageError: the target cannot be listed or read.
+    """
+    records = stored_manifests(store)
+    for record in records:
+        catalog.save_backup(record)
+    return records
 
 
 def download(

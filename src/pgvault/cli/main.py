@@ -17,7 +17,7 @@ import typer
 
 from pgvault import backups, databases, doctor, restores, storage, verify
 from pgvault.catalog import Catalog
-from pgvault.catalog.records import BackupStatus
+from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.cli import render
 from pgvault.cli.progress import BytesProgress
 from pgvault.config import Settings, load_settings
@@ -183,10 +183,26 @@ def list_(
         str | None, typer.Option(help="running, completed, failed, interrupted, deleted")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    from_storage: Annotated[
+        bool, typer.Option("--from-storage", help="Read the manifests in storage, not the catalog.")
+    ] = False,
+    storage_name: Annotated[
+        str | None, typer.Option("--storage", help="Target for --from-storage.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List backups, newest first."""
+    """List backups, newest first (from the catalog, or --from-storage)."""
     settings = _settings(ctx)
+    if from_storage:
+        found = backups.stored_manifests(storage.resolve(settings, storage_name))
+        chosen = [
+            r
+            for r in reversed(found)
+            if (database is None or r.database == database)
+            and (environment is None or r.environment == environment)
+        ][:limit]
+        _render_backups(chosen, {}, as_json)
+        return
     if status is not None and status not in get_args(BackupStatus):
         raise ConfigError(f"--status {status!r} is not one of {', '.join(get_args(BackupStatus))}")
     catalog = _catalog(settings)
@@ -196,7 +212,12 @@ def list_(
         status=cast(BackupStatus | None, status),
         limit=limit,
     )
-    copies_by_id = catalog.copies_of([r.id for r in records])
+    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json)
+
+
+def _render_backups(
+    records: list[BackupRecord], copies_by_id: dict[str, list[BackupCopy]], as_json: bool
+) -> None:
     if as_json:
         render.as_json(
             [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
