@@ -140,11 +140,14 @@ def toc_from_tar(pg_restore: Path, stream: IO[bytes], workdir: Path) -> list[Toc
     Raises:
         ArchiveError: the tar has no ``toc.dat``.
     """
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            if member.name == "toc.dat" and member.isfile():
-                tar.extract(member, workdir, filter="data")
-                return toc_from_path(pg_restore, workdir)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                if member.name == "toc.dat" and member.isfile():
+                    tar.extract(member, workdir, filter="data")
+                    return toc_from_path(pg_restore, workdir)
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"the directory archive (tar) is corrupt or cut short: {exc}") from exc
     raise ArchiveError("this tar holds no toc.dat: not a pg_dump directory archive")
 
 

@@ -65,7 +65,7 @@ class BackupRequest:
     dump_format: str | None = None
     compression: str | None = None
     level: int | None = None
-    jobs: int = 1
+    jobs: int | None = None
     tables: Sequence[str] = ()
     exclude_tables: Sequence[str] = ()
     schemas: Sequence[str] = ()
@@ -86,6 +86,34 @@ class CompressionPlan:
     pg_dump_compress: str | None
     stream: str
     compressed_by: str | None
+
+
+def default_form(
+    pg_dump: tools.Tool,
+    dump_format: str | None,
+    method: str | None,
+    level: int | None,
+    jobs: int | None,
+) -> tuple[str, str, int | None, int]:
+    """The stored form when the user did not choose one: ``(format, method, level, jobs)``.
+
+    Chosen so that the backup is fast and the restore runs ``pg_restore -j`` straight from
+    what is stored (measured in ``bench/RESULTS.md``):
+
+    * pg_dump built with zstd (>= 16): ``custom`` archive compressed by pg_dump with zstd;
+    * otherwise: ``directory`` archive, ``-j`` one worker per core (at most 4), gzip level 1
+      by pg_dump (stored as a tar); a zstd stream would restore only serially (1.17x).
+
+    Whatever the user sets explicitly is kept; only the unset parts are filled in.
+    """
+    workers = max(1, min(4, os.cpu_count() or 1))
+    if dump_format is None and method is None:
+        if tools.supports_compression(pg_dump, "zstd"):
+            return "custom", "zstd", level, 1 if jobs is None else jobs
+        return "directory", "gzip", 1 if level is None else level, jobs or workers
+    chosen_format = dump_format or "custom"
+    chosen_jobs = jobs if jobs is not None else (workers if chosen_format == "directory" else 1)
+    return chosen_format, method or "zstd", level, chosen_jobs
 
 
 def plan_compression(
@@ -149,8 +177,8 @@ def create(
     target = request.target
     db = target.settings
     store = _first_storage(request, settings)
-    dump_format = request.dump_format or db.format
-    method = request.compression or db.compression
+    asked_format = request.dump_format or db.format
+    asked_method = request.compression or db.compression
     level = request.level if request.level is not None else db.level
     recipients = list(request.recipients or db.encrypt_to or settings.age_recipients)
     parse_recipients(recipients)  # refuse bad recipients before anything starts
@@ -160,6 +188,9 @@ def create(
         pg_restore = tools.choose("pg_restore", pg_dump.major, settings.bin_dir)
         superuser = server.is_superuser(conn)
         store.check_writable()
+        dump_format, method, level, jobs = default_form(
+            pg_dump, asked_format, asked_method, level, request.jobs
+        )
         plan = plan_compression(dump_format, method, level, pg_dump, settings.compress_in)
         started = _now()
         backup_id = names.new_id(started)
@@ -215,7 +246,7 @@ def create(
                     target.conn.dsn(),
                     dump_format=dump_format,
                     compress=plan.pg_dump_compress,
-                    jobs=request.jobs,
+                    jobs=jobs,
                     tables=request.tables,
                     exclude_tables=request.exclude_tables,
                     schemas=request.schemas,

@@ -74,8 +74,12 @@ class DatabaseSettings(BaseModel):
     )
     name_template: str | None = Field(default=None, description="Storage key template.")
     timezone: str | None = Field(default=None, description="Time zone for names (IANA name).")
-    format: DumpFormat = Field(default="custom", description="pg_dump format.")
-    compression: CompressionMethod = Field(default="zstd", description="Compression method.")
+    format: DumpFormat | None = Field(
+        default=None, description="pg_dump format; unset: the default stored form (README)."
+    )
+    compression: CompressionMethod | None = Field(
+        default=None, description="Compression method; unset: the default stored form."
+    )
     level: int | None = Field(default=None, description="Compression level (method default).")
     post_restore_sql: Path | None = Field(
         default=None, description="SQL file run in the restored database before the swap."

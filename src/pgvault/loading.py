@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from pgvault.errors import ArchiveError, RestoreError
 from pgvault.pipeline import DecryptHook, OpenedDump, copy_stream, open_layers
@@ -34,6 +34,11 @@ ALLOWED_ERRORS = (
     re.compile(r'extension "plpgsql" already exists'),
     re.compile(r"must be owner of (extension plpgsql|schema public)"),  # COMMENT by non-owner
 )
+
+# pg_dump's plain SQL opens with "-- PostgreSQL database dump" and ends with "-- PostgreSQL
+# database dump complete": a dump with the first and not the last was cut short.
+PLAIN_HEADER = b"PostgreSQL database dump"
+PLAIN_TRAILER = b"PostgreSQL database dump complete"
 
 
 @dataclass
@@ -136,7 +141,8 @@ def _attempt(
             if options.clean:
                 raise RestoreError("clean mode needs a custom or directory archive, not plain SQL")
             argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
-            return _finish(_pump(argv, env, stream))
+            plain = _PlainEnds(stream)
+            return _finish(_pump(argv, env, cast(IO[bytes], plain), check=plain.check))
         archive = _archive_path(source, opened, workdir, options.jobs)
         argv = pg_restore_command(
             tools.pg_restore,
@@ -162,8 +168,13 @@ def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) 
     if opened.kind == "tar":
         target = workdir / "archive"
         target.mkdir(exist_ok=True)
-        with tarfile.open(fileobj=opened.stream, mode="r|") as tar:
-            tar.extractall(target, filter="data")
+        try:
+            with tarfile.open(fileobj=opened.stream, mode="r|") as tar:
+                tar.extractall(target, filter="data")
+        except tarfile.TarError as exc:
+            raise ArchiveError(
+                f"the directory archive (tar) is corrupt or cut short: {exc}"
+            ) from exc
         return target
     local = source.seekable_file(opened)
     if local is not None:
@@ -176,16 +187,54 @@ def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) 
     return None
 
 
-def _pump(argv: list[str], env: dict[str, str], stream: IO[bytes]) -> Child:
-    """Run ``argv`` with ``stream`` on its stdin; returns the finished child."""
+def _pump(
+    argv: list[str],
+    env: dict[str, str],
+    stream: IO[bytes],
+    check: Callable[[], None] | None = None,
+) -> Child:
+    """Run ``argv`` with ``stream`` on its stdin; returns the finished child.
+
+    ``check`` runs after the stream ended and before stdin closes: if it raises, the child is
+    killed before it sees the end of input (psql --single-transaction commits nothing).
+    """
     with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
         try:
             copy_stream(stream, child.stdin)
+            if check is not None:
+                check()
             child.stdin.close()
         except BrokenPipeError:
             pass  # the child stopped reading: its exit status and stderr say why
         child.wait()
     return child
+
+
+class _PlainEnds:
+    """Passes a plain dump through, keeping its first and last bytes to tell whether a
+    pg_dump dump is whole (see :data:`PLAIN_TRAILER`)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._head = b""
+        self._tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if len(self._head) < 512:
+            self._head = (self._head + data)[:512]
+        self._tail = (self._tail + data[-4096:])[-4096:]
+        return data
+
+    def check(self) -> None:
+        """Raises:
+        ArchiveError: a pg_dump plain dump without its closing trailer (cut short).
+        """
+        if PLAIN_HEADER in self._head and PLAIN_TRAILER not in self._tail:
+            raise ArchiveError(
+                "this plain dump is cut short (pg_dump's 'dump complete' trailer is missing): "
+                "nothing was loaded"
+            )
 
 
 def _finish(child: Child) -> LoadResult:
@@ -231,7 +280,9 @@ def _fallback(
         sql_filter = SetFilter(psql.stdin, known)
         try:
             if opened.kind == "plain":
-                copy_stream(stream, sql_filter)
+                plain = _PlainEnds(stream)
+                copy_stream(cast(IO[bytes], plain), sql_filter)
+                plain.check()  # before psql sees the end of input: nothing is committed
             else:
                 _pg_restore_to_sql(source, opened, tools, options, workdir, sql_filter, env)
             sql_filter.close()

@@ -238,12 +238,45 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                 raise ArchiveError("this backup is age-encrypted: give --identity FILE")
             stream = decrypt(readable)
         elif layer == "zstd":
-            stream = zstandard.ZstdDecompressor().stream_reader(
-                readable, read_across_frames=True, closefd=True
+            stream = _checked(
+                zstandard.ZstdDecompressor().stream_reader(
+                    readable, read_across_frames=True, closefd=True
+                ),
+                layer,
             )
         else:
-            stream = cast(IO[bytes], gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"))
+            stream = _checked(gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"), layer)
     raise ArchiveError("too many nested compression layers: not a pgvault backup")
+
+
+class _CheckedReader(io.RawIOBase):
+    """A decompressing reader whose errors (corrupt or cut-short data) become ArchiveError,
+    so callers see one pgvault error instead of zlib's, gzip's or zstandard's."""
+
+    def __init__(self, raw: IO[bytes], layer: Layer) -> None:
+        self._raw = raw
+        self._layer = layer
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._raw.read(len(target))
+        except (zstandard.ZstdError, zlib.error, gzip.BadGzipFile, EOFError) as exc:
+            raise ArchiveError(
+                f"the {self._layer} data is corrupt or cut short ({exc}): the backup is damaged"
+            ) from exc
+        memoryview(target)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _checked(raw: object, layer: Layer) -> IO[bytes]:
+    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer))
 
 
 class DecryptHook(Protocol):

@@ -92,11 +92,16 @@ def backup(
         bool, typer.Option("--all", help="Every database of the server.")
     ] = False,
     dump_format: Annotated[
-        str | None, typer.Option("--format", "-F", help="custom (default), plain or directory.")
+        str | None,
+        typer.Option("--format", "-F", help="custom, plain or directory (default: see README)."),
     ] = None,
-    compression: Annotated[str | None, typer.Option(help="zstd (default), gzip or none.")] = None,
+    compression: Annotated[
+        str | None, typer.Option(help="zstd, gzip or none (default: see README).")
+    ] = None,
     level: Annotated[int | None, typer.Option(help="Compression level.")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel pg_dump (directory).")] = 1,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump (directory).")
+    ] = None,
     table: Annotated[
         list[str] | None, typer.Option("--table", "-t", help="Only these tables.")
     ] = None,

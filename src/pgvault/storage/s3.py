@@ -1,0 +1,648 @@
+"""Backups in Amazon S3 or an S3-compatible store (MinIO, Ceph, R2), through the S3 API.
+
+Layout: the target ``s3://bucket/prefix`` keeps the object ``key`` at ``prefix/key`` in
+``bucket`` (at ``key`` when there is no prefix); every key passes :func:`validate_key`.
+
+Writes are streaming multipart uploads (:class:`S3Storage.open_write`): at most one part is
+held in memory, each part is uploaded as it fills, and nothing is visible under the key
+until ``CompleteMultipartUpload`` (or a single ``PutObject`` for objects smaller than one
+part). ``abort()`` aborts the upload; an upload left open by a crash is aborted by
+:meth:`S3Storage.discard_partial` (pgvault calls it when it marks a backup interrupted). A
+bucket lifecycle rule ``AbortIncompleteMultipartUpload`` is a good second line of defence.
+
+Credentials, region and endpoint come from the target settings first, then the standard AWS
+chain: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``,
+``AWS_PROFILE`` or the target's ``profile``, ``AWS_REGION``, ``AWS_ENDPOINT_URL(_S3)``, shared
+config files, then container and instance roles. Requests are retried in botocore's
+``standard`` mode, :attr:`S3Storage.MAX_ATTEMPTS` attempts unless ``AWS_MAX_ATTEMPTS`` (or the
+profile's ``max_attempts``) says otherwise. Checksums follow botocore's
+``request_checksum_calculation`` (``AWS_REQUEST_CHECKSUM_CALCULATION=when_required`` helps
+stores that reject the newer CRC headers).
+
+Every botocore/boto3 error becomes a one-line :class:`StorageError` (or :class:`NotFound`)
+at this boundary; messages name the bucket and key, never a credential.
+
+Idea from Barman's ``CloudInterface`` (``barman/cloud.py``): the provider's limits are class
+constants, and the multipart steps are small methods.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import IO, Any
+
+from pgvault.config import StorageTargetSettings
+from pgvault.errors import ConfigError, NotFound, StorageError
+from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+_MISSING_KEY_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
+_DENIED_CODES = frozenset(
+    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+)
+_URL_QUERY = re.compile(r"(\w+://)(?:[^/\s\"'@]*@)?([^\s\"'?]*)\?[^\s\"']*")
+_URL_USERINFO = re.compile(r"(\w+://)[^/\s\"'@]*@")
+_BOTO_HINTS = {
+    "NoCredentialsError": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile",
+    "PartialCredentialsError": "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    "EndpointConnectionError": "check the endpoint URL and the network",
+    "ConnectTimeoutError": "check the endpoint URL and the network",
+    "ReadTimeoutError": "the endpoint stopped answering; try again",
+    "ConnectionClosedError": "the endpoint closed the connection; try again",
+    "ProfileNotFound": "check the profile name and ~/.aws/config",
+}
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, URLs without their query strings and user info (signatures,
+    upload ids and any password in an endpoint URL stay out of messages)."""
+    text = _URL_QUERY.sub(r"\1\2", text)
+    text = _URL_USERINFO.sub(r"\1", text)
+    return " ".join(text.split())
+
+
+def _error_code(exc: Exception) -> str:
+    """The S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``, ...)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _missing_bucket(bucket: str) -> StorageError:
+    return StorageError(
+        f"S3 bucket {bucket!r} does not exist or is not accessible with the configured credentials"
+    )
+
+
+def _translate(exc: Exception, action: str, bucket: str) -> StorageError:
+    """One-line :class:`StorageError` for a botocore error raised while doing ``action``."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = _error_code(exc)
+        if code in _MISSING_BUCKET_CODES:
+            return _missing_bucket(bucket)
+        message = _one_line(str(exc.response.get("Error", {}).get("Message") or ""))
+        detail = f"{code}: {message}" if message and message != code else code
+        if code in _DENIED_CODES:
+            return StorageError(
+                f"S3 {action} was refused ({detail}): check the credentials and their "
+                f"permissions on bucket {bucket!r}"
+            )
+        return StorageError(f"S3 {action} failed ({detail})")
+    name = type(exc).__name__
+    hint = _BOTO_HINTS.get(name)
+    detail = _one_line(str(exc)) or name
+    return StorageError(f"S3 {action} failed: {detail}" + (f" ({hint})" if hint else ""))
+
+
+@contextmanager
+def _boto_errors(action: str, bucket: str) -> Iterator[None]:
+    """Turn botocore errors (and low-level I/O errors under them) into :class:`StorageError`.
+
+    ``action`` reads like ``"upload of s3://bucket/key"``; :class:`pgvault.errors.PgvaultError`
+    raised inside passes through unchanged.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, Urllib3Error) as exc:
+        raise _translate(exc, action, bucket) from exc
+    except OSError as exc:
+        raise StorageError(f"S3 {action} failed: {_one_line(str(exc))}") from exc
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class S3Storage(Storage):
+    """Backups in an S3 bucket under a prefix: ``s3://bucket/prefix``.
+
+    Args:
+        target: the target's settings (``url`` and the S3 options: region, endpoint_url,
+            path_style, profile, sse, sse_kms_key_id, storage_class).
+        name: the target's name in the config (default: its URL).
+        part_size: bytes per multipart part (default :attr:`DEFAULT_PART_SIZE`), between
+            :attr:`MIN_PART_SIZE` and :attr:`MAX_PART_SIZE`.
+        max_attempts: attempts per request, including the first (default ``AWS_MAX_ATTEMPTS``,
+            the profile's ``max_attempts``, else :attr:`MAX_ATTEMPTS`).
+        connect_timeout: seconds to open a connection (default :attr:`CONNECT_TIMEOUT`).
+        read_timeout: seconds to wait for bytes on an open connection
+            (default :attr:`READ_TIMEOUT`).
+
+    Raises:
+        ConfigError: the URL has no bucket, a setting is invalid, or boto3 is not installed.
+    """
+
+    scheme = "s3"
+
+    MIN_PART_SIZE = 5 * MiB
+    """S3's smallest part (every part but the last), bytes."""
+    MAX_PART_SIZE = 5 * GiB
+    """S3's largest part, bytes."""
+    MAX_PARTS = 10_000
+    """S3's limit of parts per upload."""
+    DEFAULT_PART_SIZE = 16 * MiB
+    """Bytes per part, and so the memory one writer holds, for objects up to
+    :attr:`PART_GROWTH_EVERY` parts (16 GiB by default)."""
+    PART_GROWTH_EVERY = 1_000
+    """The part size doubles after every this many parts (capped at :attr:`MAX_PART_SIZE`),
+    so a stream of unknown length can reach S3's 5 TiB object limit within
+    :attr:`MAX_PARTS` parts (the way ``aws s3 cp -`` grows its parts)."""
+    LIST_PAGE_SIZE = 1_000
+    """Keys per ``ListObjectsV2`` page."""
+    MAX_ATTEMPTS = 5
+    """Attempts per request (first one included), botocore ``standard`` retry mode."""
+    CONNECT_TIMEOUT = 10.0
+    """Seconds to open a connection."""
+    READ_TIMEOUT = 60.0
+    """Seconds without a byte on an open connection before the request fails."""
+    READ_BUFFER_SIZE = 1 * MiB
+    """Bytes buffered by the readers :meth:`open_read` returns."""
+    SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+    """Accepted values of the target's ``sse`` setting."""
+
+    def __init__(
+        self,
+        target: StorageTargetSettings,
+        name: str | None = None,
+        *,
+        part_size: int | None = None,
+        max_attempts: int | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
+        super().__init__(target.url, name)
+        self.target = target
+        self.bucket, self.prefix = self._parse_url(target.url)
+        self.part_size = self.DEFAULT_PART_SIZE if part_size is None else part_size
+        if not self.MIN_PART_SIZE <= self.part_size <= self.MAX_PART_SIZE:
+            raise ConfigError(
+                f"S3 part size {self.part_size} bytes is outside S3's limits "
+                f"({self.MIN_PART_SIZE}..{self.MAX_PART_SIZE} bytes)"
+            )
+        self._max_attempts = max_attempts
+        self._connect_timeout = connect_timeout or self.CONNECT_TIMEOUT
+        self._read_timeout = read_timeout or self.READ_TIMEOUT
+        self._object_args = self._encryption_args(target)
+        if importlib.util.find_spec("boto3") is None:
+            raise ConfigError(
+                f"storage {target.url} needs boto3: install it with pip install 'pgvault[s3]'"
+            )
+
+    @staticmethod
+    def _parse_url(url: str) -> tuple[str, str]:
+        """``s3://bucket/a/b`` -> ``("bucket", "a/b/")``; ``s3://bucket`` -> ``("bucket", "")``.
+
+        Raises:
+            ConfigError: no bucket, or an unsafe prefix.
+        """
+        rest = url.removeprefix("s3://")
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.strip("/")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", bucket):
+            raise ConfigError(f"storage URL {url!r} has no valid bucket: use s3://bucket/prefix")
+        if prefix:
+            try:
+                validate_key(prefix)
+            except StorageError as exc:
+                raise ConfigError(f"storage URL {url!r} has an unsafe prefix: {exc}") from exc
+        return bucket, f"{prefix}/" if prefix else ""
+
+    @classmethod
+    def _encryption_args(cls, target: StorageTargetSettings) -> dict[str, str]:
+        """``ServerSideEncryption``/``SSEKMSKeyId``/``StorageClass`` for new objects.
+
+        Raises:
+            ConfigError: an unknown ``sse`` mode, or a KMS key without ``aws:kms``.
+        """
+        args: dict[str, str] = {}
+        if target.sse is not None:
+            if target.sse not in cls.SSE_MODES:
+                raise ConfigError(
+                    f"unknown S3 sse {target.sse!r} for {target.url}: "
+                    f"use one of {', '.join(cls.SSE_MODES)}"
+                )
+            args["ServerSideEncryption"] = target.sse
+        if target.sse_kms_key_id is not None:
+            if not (target.sse or "").startswith("aws:kms"):
+                raise ConfigError(f"sse_kms_key_id for {target.url} needs sse = 'aws:kms'")
+            args["SSEKMSKeyId"] = target.sse_kms_key_id
+        if target.storage_class is not None:
+            args["StorageClass"] = target.storage_class
+        return args
+
+    @cached_property
+    def client(self) -> Any:
+        """The boto3 S3 client, built on first use from the target settings and the AWS chain.
+
+        Raises:
+            StorageError: the profile or the AWS configuration is invalid.
+        """
+        import boto3
+        import botocore.session
+        from botocore.config import Config
+
+        with _boto_errors(f"client setup for {self.url}", self.bucket):
+            core = botocore.session.Session(profile=self.target.profile)
+            attempts = self._max_attempts or core.get_config_variable("max_attempts")
+            config = Config(
+                region_name=self.target.region,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                retries={"mode": "standard", "total_max_attempts": attempts or self.MAX_ATTEMPTS},
+                s3={"addressing_style": "path" if self.target.path_style else "auto"},
+                tcp_keepalive=True,
+                user_agent_extra="pgvault",
+            )
+            session = boto3.session.Session(botocore_session=core)
+            return session.client("s3", endpoint_url=self.target.endpoint_url, config=config)
+
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """``"CRC32"`` when botocore adds checksums to uploads (its default), else None."""
+        calculation = getattr(self.client.meta.config, "request_checksum_calculation", None)
+        return "CRC32" if calculation == "when_supported" else None
+
+    def object_key(self, key: str) -> str:
+        """The S3 key of ``key``: the target's prefix + the validated key.
+
+        Raises:
+            StorageError: ``key`` is unsafe.
+        """
+        return self.prefix + validate_key(key)
+
+    def uri(self, object_key: str) -> str:
+        """``s3://bucket/<object_key>``, for messages."""
+        return f"s3://{self.bucket}/{object_key}"
+
+    def part_size_for(self, part_number: int) -> int:
+        """Bytes in part ``part_number`` (1-based) of an upload, all parts but the last."""
+        return min(
+            self.part_size << ((part_number - 1) // self.PART_GROWTH_EVERY), self.MAX_PART_SIZE
+        )
+
+    def errors(self, action: str) -> AbstractContextManager[None]:
+        """Context manager translating botocore errors of ``action`` (see :func:`_boto_errors`)."""
+        return _boto_errors(action, self.bucket)
+
+    def open_write(self, key: str) -> ObjectWriter:
+        """Start a streaming upload of ``key``; nothing is sent before the first full part.
+
+        Raises:
+            StorageError: ``key`` is unsafe.
+        """
+        return _S3Writer(self, key, self.object_key(key))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        """A buffered readable stream of the object (``read(n)``, ``close()``).
+
+        Raises:
+            NotFound: no such object.
+            StorageError: the bucket is missing or the request failed; reads of the stream
+                raise StorageError too.
+        """
+        from botocore.exceptions import ClientError
+
+        object_key = self.object_key(key)
+        with self.errors(f"download of {self.uri(object_key)}"):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_KEY_CODES:
+                    raise NotFound(f"stored object {key!r} is missing from {self.url}") from exc
+                raise
+        raw = _S3Reader(response["Body"], self, self.uri(object_key))
+        return io.BufferedReader(raw, self.READ_BUFFER_SIZE)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """The object's size (bytes) and last modification (UTC), or None if it is missing.
+
+        Raises:
+            StorageError: the request failed (a missing bucket included).
+        """
+        from botocore.exceptions import ClientError
+
+        object_key = self.object_key(key)
+        with self.errors(f"stat of {self.uri(object_key)}"):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=object_key)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_KEY_CODES:
+                    return None
+                raise
+        return ObjectInfo(key, int(head["ContentLength"]), _utc(head["LastModified"]))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Committed objects whose key starts with ``prefix``, keys relative to the target,
+        sorted; "folder" marker objects (keys ending in ``/``) are skipped.
+
+        Raises:
+            StorageError: the listing failed (a missing bucket included).
+        """
+        if prefix.strip("/"):
+            validate_key(prefix.strip("/"))
+        full = self.prefix + prefix
+        found = []
+        with self.errors(f"listing of {self.uri(full)}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=full,
+                PaginationConfig={"PageSize": self.LIST_PAGE_SIZE},
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = str(item["Key"])[len(self.prefix) :]
+                    if key and not key.endswith("/"):
+                        found.append(ObjectInfo(key, int(item["Size"]), _utc(item["LastModified"])))
+        yield from sorted(found, key=lambda info: info.key)
+
+    def delete(self, key: str) -> None:
+        """Delete the object; a missing one is fine.
+
+        Raises:
+            StorageError: the request failed.
+        """
+        object_key = self.object_key(key)
+        with self.errors(f"delete of {self.uri(object_key)}"):
+            self.client.delete_object(Bucket=self.bucket, Key=object_key)
+
+    def discard_partial(self, key: str) -> None:
+        """Abort every unfinished multipart upload of ``key`` (left by a crashed writer).
+
+        Raises:
+            StorageError: the uploads cannot be listed or aborted.
+        """
+        object_key = self.object_key(key)
+        with self.errors(f"listing of unfinished uploads of {self.uri(object_key)}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=object_key
+            )
+            upload_ids = [
+                str(upload["UploadId"])
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Key"] == object_key
+            ]
+        for upload_id in upload_ids:
+            self.abort_upload(object_key, upload_id)
+        if upload_ids:
+            log.info("aborted %d unfinished upload(s) of %s", len(upload_ids), self.uri(object_key))
+
+    def abort_upload(self, object_key: str, upload_id: str) -> None:
+        """Abort one multipart upload; one already gone is fine.
+
+        Raises:
+            StorageError: the request failed.
+        """
+        from botocore.exceptions import ClientError
+
+        with self.errors(f"abort of the upload of {self.uri(object_key)}"):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if _error_code(exc) not in ("NoSuchUpload", "404"):
+                    raise
+
+    def check_writable(self) -> None:
+        """Prove the bucket exists and accepts writes and deletes under the prefix: a
+        ``HeadBucket``, then a small probe object put (with the target's encryption and
+        storage class) and deleted.
+
+        Raises:
+            StorageError: one line, e.g. ``S3 bucket 'x' does not exist or is not accessible
+                with the configured credentials``.
+        """
+        from botocore.exceptions import ClientError
+
+        with self.errors(f"access check of bucket {self.bucket!r}"):
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_KEY_CODES | _MISSING_BUCKET_CODES | _DENIED_CODES:
+                    raise _missing_bucket(self.bucket) from exc
+                raise
+        probe = self.object_key(f".pgvault-write-check-{os.getpid()}-{secrets.token_hex(4)}")
+        self._probe(
+            "write",
+            "s3:PutObject",
+            self.client.put_object,
+            Key=probe,
+            Body=b"ok",
+            **self._object_args,
+        )
+        self._probe("delete", "s3:DeleteObject", self.client.delete_object, Key=probe)
+
+    def _probe(self, verb: str, permission: str, call: Any, **kwargs: Any) -> None:
+        """Run one request of :meth:`check_writable`; a refusal names the missing permission."""
+        from botocore.exceptions import ClientError
+
+        where = self.uri(self.prefix)
+        with self.errors(f"test {verb} under {where}"):
+            try:
+                call(Bucket=self.bucket, **kwargs)
+            except ClientError as exc:
+                code = _error_code(exc)
+                if code in _DENIED_CODES:
+                    raise StorageError(
+                        f"S3 bucket {self.bucket!r} does not allow {verb}s under {where} with "
+                        f"the configured credentials ({code}): grant {permission} or choose "
+                        "another storage target"
+                    ) from exc
+                raise
+
+    def new_object_args(self) -> dict[str, str]:
+        """Arguments for ``PutObject``/``CreateMultipartUpload``: encryption, storage class."""
+        return dict(self._object_args)
+
+
+class _S3Reader(io.RawIOBase):
+    """A botocore ``StreamingBody`` as a raw binary stream whose errors are StorageErrors."""
+
+    def __init__(self, body: Any, store: S3Storage, uri: str) -> None:
+        self._body = body
+        self._store = store
+        self._uri = uri
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read(len(target))
+        n = len(data)
+        memoryview(target)[:n] = data
+        return n
+
+    def readall(self) -> bytes:
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read()
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._body.close()
+            finally:
+                super().close()
+
+
+class _S3Writer(ObjectWriter):
+    """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
+
+    def __init__(self, store: S3Storage, key: str, object_key: str) -> None:
+        self._store = store
+        self._key = key
+        self._object_key = object_key
+        self._uri = store.uri(object_key)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._uploaded = 0  # bytes in completed parts
+        self._state = "open"  # open, failed, committed, aborted
+
+    def write(self, data: bytes, /) -> int:
+        """Append ``data``; uploads a part each time the buffer reaches the part size.
+
+        Returns:
+            ``len(data)`` in bytes.
+
+        Raises:
+            StorageError: an upload request failed (the writer is then unusable: abort it).
+        """
+        self._check_open()
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            room = self._store.part_size_for(len(self._parts) + 1) - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self._store.part_size_for(len(self._parts) + 1):
+                self._upload_part()
+        return total
+
+    def commit(self) -> ObjectInfo:
+        """Complete the upload (``PutObject`` when everything fits in one part).
+
+        Returns:
+            the object's info; ``modified`` is this machine's clock at completion (UTC).
+
+        Raises:
+            StorageError: a request failed; the upload is aborted and nothing is visible.
+        """
+        self._check_open()
+        try:
+            if self._upload_id is None:
+                with self._store.errors(f"upload of {self._uri}"):
+                    self._store.client.put_object(
+                        Bucket=self._store.bucket,
+                        Key=self._object_key,
+                        Body=self._buffer,
+                        **self._store.new_object_args(),
+                    )
+                self._uploaded = len(self._buffer)
+            else:
+                if self._buffer:
+                    self._upload_part()
+                self._complete()
+        except BaseException:
+            self._state = "failed"
+            self.abort()
+            raise
+        self._state = "committed"
+        self._buffer = bytearray()
+        log.debug("stored %s (%d bytes, %d parts)", self._uri, self._uploaded, len(self._parts))
+        return ObjectInfo(self._key, self._uploaded, datetime.now(UTC))
+
+    def abort(self) -> None:
+        """Abort the multipart upload, if one was started; never raises (a failure is logged:
+        :meth:`S3Storage.discard_partial` removes the upload later)."""
+        if self._state in ("committed", "aborted"):
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._store.abort_upload(self._object_key, upload_id)
+        except Exception as exc:  # abort() never raises
+            log.warning("unfinished upload of %s left behind: %s", self._uri, exc)
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise StorageError(
+                f"the upload of {self._uri} is {self._state}: start a new one"
+                if self._state != "failed"
+                else f"an earlier request of the upload of {self._uri} failed: start a new one"
+            )
+
+    def _upload_part(self) -> None:
+        """Send the buffer as the next part (starting the multipart upload first if needed)."""
+        store = self._store
+        number = len(self._parts) + 1
+        checksum = store.checksum_algorithm
+        checksum_args = {"ChecksumAlgorithm": checksum} if checksum else {}
+        try:
+            if number > store.MAX_PARTS:
+                raise StorageError(
+                    f"upload of {self._uri} needs more than {store.MAX_PARTS} parts: "
+                    "the object is larger than S3 allows"
+                )
+            if self._upload_id is None:
+                with store.errors(f"start of the upload of {self._uri}"):
+                    created = store.client.create_multipart_upload(
+                        Bucket=store.bucket,
+                        Key=self._object_key,
+                        **store.new_object_args(),
+                        **checksum_args,
+                    )
+                self._upload_id = str(created["UploadId"])
+            with store.errors(f"upload of part {number} of {self._uri}"):
+                response = store.client.upload_part(
+                    Bucket=store.bucket,
+                    Key=self._object_key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=self._buffer,
+                    **checksum_args,
+                )
+        except BaseException:
+            self._state = "failed"
+            raise
+        part = {"ETag": response["ETag"], "PartNumber": number}
+        if checksum and f"Checksum{checksum}" in response:
+            part[f"Checksum{checksum}"] = response[f"Checksum{checksum}"]
+        self._parts.append(part)
+        self._uploaded += len(self._buffer)
+        self._buffer = bytearray()
+        log.debug("uploaded part %d of %s (%d bytes so far)", number, self._uri, self._uploaded)
+
+    def _complete(self) -> None:
+        store = self._store
+        with store.errors(f"completion of the upload of {self._uri}"):
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self._object_key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._upload_id = None
