@@ -10,10 +10,13 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from support.pgcluster import FreshPagila, PgCluster, debian_bindir, embedded_bindir
+from support.s3server import MotoServer
+from support.vault import Janitor, Vault
 
 PG15_BINDIR = debian_bindir(15)
 TEMPLATE_NAME = "pagila_tpl"
@@ -100,3 +103,41 @@ def fresh_pagila(
     for cluster, name in reversed(created):
         if cluster.running:
             cluster.drop_database(name)
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[Vault]:
+    """A pgvault home in ``tmp_path/home``: default settings and a fresh SQLite catalog."""
+    opened = Vault.open(tmp_path / "home")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def janitor() -> Iterator[Janitor]:
+    """Tracks databases a test creates (and restore leftovers) and drops them afterwards."""
+    tracker = Janitor()
+    yield tracker
+    tracker.cleanup()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A moto S3 server (real HTTP on 127.0.0.1, free port) for the whole session, stopped at
+    its end; tests create their own buckets with ``moto_server.create_bucket()``."""
+    server = MotoServer.start(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """Point the standard AWS chain (``AWS_ENDPOINT_URL``, dummy keys, region) at
+    ``moto_server`` for one test, isolated from the machine's profiles; undone after it."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.aws_env().items():
+        monkeypatch.setenv(name, value)
+    return moto_server

@@ -146,6 +146,10 @@ class S3Storage(Storage):
         read_timeout: seconds to wait for bytes on an open connection
             (default :attr:`READ_TIMEOUT`).
 
+    Attributes: ``bucket``; ``prefix`` (``"a/b/"``, or ``""`` for the bucket's root);
+    ``part_size`` (bytes); ``object_args`` (encryption and storage class of new objects);
+    ``client`` (the boto3 client, made on first use).
+
     Raises:
         ConfigError: the URL has no bucket, a setting is invalid, or boto3 is not installed.
     """
@@ -159,12 +163,12 @@ class S3Storage(Storage):
     MAX_PARTS = 10_000
     """S3's limit of parts per upload."""
     DEFAULT_PART_SIZE = 16 * MiB
-    """Bytes per part, and so the memory one writer holds, for objects up to
-    :attr:`PART_GROWTH_EVERY` parts (16 GiB by default)."""
+    """Bytes per part, and so the memory one writer holds, for the first
+    :attr:`PART_GROWTH_EVERY` parts (objects up to 15.6 GiB with the default)."""
     PART_GROWTH_EVERY = 1_000
-    """The part size doubles after every this many parts (capped at :attr:`MAX_PART_SIZE`),
-    so a stream of unknown length can reach S3's 5 TiB object limit within
-    :attr:`MAX_PARTS` parts (the way ``aws s3 cp -`` grows its parts)."""
+    """The part size doubles after every this many parts (capped at :attr:`MAX_PART_SIZE`;
+    S3 accepts parts of different sizes), so a stream of unknown length can reach S3's
+    5 TiB object limit within :attr:`MAX_PARTS` parts."""
     LIST_PAGE_SIZE = 1_000
     """Keys per ``ListObjectsV2`` page."""
     MAX_ATTEMPTS = 5
@@ -200,7 +204,7 @@ class S3Storage(Storage):
         self._max_attempts = max_attempts
         self._connect_timeout = connect_timeout or self.CONNECT_TIMEOUT
         self._read_timeout = read_timeout or self.READ_TIMEOUT
-        self._object_args = self._encryption_args(target)
+        self.object_args = self._encryption_args(target)
         if importlib.util.find_spec("boto3") is None:
             raise ConfigError(
                 f"storage {target.url} needs boto3: install it with pip install 'pgvault[s3]'"
@@ -227,7 +231,8 @@ class S3Storage(Storage):
 
     @classmethod
     def _encryption_args(cls, target: StorageTargetSettings) -> dict[str, str]:
-        """``ServerSideEncryption``/``SSEKMSKeyId``/``StorageClass`` for new objects.
+        """``ServerSideEncryption``/``SSEKMSKeyId``/``StorageClass`` for ``PutObject`` and
+        ``CreateMultipartUpload``.
 
         Raises:
             ConfigError: an unknown ``sse`` mode, or a KMS key without ``aws:kms``.
@@ -447,7 +452,7 @@ class S3Storage(Storage):
             self.client.put_object,
             Key=probe,
             Body=b"ok",
-            **self._object_args,
+            **self.object_args,
         )
         self._probe("delete", "s3:DeleteObject", self.client.delete_object, Key=probe)
 
@@ -468,10 +473,6 @@ class S3Storage(Storage):
                         "another storage target"
                     ) from exc
                 raise
-
-    def new_object_args(self) -> dict[str, str]:
-        """Arguments for ``PutObject``/``CreateMultipartUpload``: encryption, storage class."""
-        return dict(self._object_args)
 
 
 class _S3Reader(io.RawIOBase):
@@ -556,7 +557,7 @@ class _S3Writer(ObjectWriter):
                         Bucket=self._store.bucket,
                         Key=self._object_key,
                         Body=self._buffer,
-                        **self._store.new_object_args(),
+                        **self._store.object_args,
                     )
                 self._uploaded = len(self._buffer)
             else:
@@ -588,12 +589,10 @@ class _S3Writer(ObjectWriter):
             log.warning("unfinished upload of %s left behind: %s", self._uri, exc)
 
     def _check_open(self) -> None:
+        if self._state == "failed":
+            raise StorageError(f"an earlier request of the upload of {self._uri} failed")
         if self._state != "open":
-            raise StorageError(
-                f"the upload of {self._uri} is {self._state}: start a new one"
-                if self._state != "failed"
-                else f"an earlier request of the upload of {self._uri} failed: start a new one"
-            )
+            raise StorageError(f"the upload of {self._uri} is already {self._state}")
 
     def _upload_part(self) -> None:
         """Send the buffer as the next part (starting the multipart upload first if needed)."""
@@ -612,7 +611,7 @@ class _S3Writer(ObjectWriter):
                     created = store.client.create_multipart_upload(
                         Bucket=store.bucket,
                         Key=self._object_key,
-                        **store.new_object_args(),
+                        **store.object_args,
                         **checksum_args,
                     )
                 self._upload_id = str(created["UploadId"])
