@@ -48,6 +48,24 @@ class StorageTargetSettings(BaseModel):
     )
     sse_kms_key_id: str | None = Field(default=None, description="KMS key id for aws:kms.")
     storage_class: str | None = Field(default=None, description="S3 storage class.")
+    object_lock_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="S3 Object Lock: keep each new object undeletable for this many days "
+        "(the bucket must have Object Lock enabled).",
+    )
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        default="COMPLIANCE", description="S3 Object Lock retention mode."
+    )
+    part_size_mib: int | None = Field(
+        default=None, description="S3 multipart part size in MiB (5..5120; default 16)."
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, description="S3 attempts per request, retries included (default 5)."
+    )
+    read_timeout: float | None = Field(
+        default=None, gt=0, description="S3 socket read timeout in seconds (default 60)."
+    )
 
 
 class DatabaseSettings(BaseModel):

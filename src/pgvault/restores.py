@@ -175,6 +175,8 @@ def plan(settings: Settings, catalog: Catalog, request: RestoreRequest) -> Resto
 
 
 def _jobs(request: RestoreRequest, source: Source, kind: str, layers: Sequence[str]) -> int:
+    if request.mode == "clean":
+        return 1  # one transaction: pg_restore refuses --single-transaction with --jobs
     if request.jobs is not None:
         return max(1, request.jobs)
     seekable = kind == "tar" or (kind == "custom" and source.local_file is not None and not layers)

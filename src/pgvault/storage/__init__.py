@@ -30,7 +30,9 @@ def open_storage(target: StorageTargetSettings, name: str | None = None) -> Stor
     if scheme == "s3":
         from pgvault.storage.s3 import S3Storage  # type: ignore[import-not-found,unused-ignore]
 
-        return S3Storage(target, name)  # type: ignore[no-any-return,unused-ignore]
+        return S3Storage(  # type: ignore[no-any-return,unused-ignore]
+            target, name, max_attempts=target.max_attempts, read_timeout=target.read_timeout
+        )
     raise ConfigError(
         f"unknown storage scheme {scheme!r} in {target.url}: available: {', '.join(BACKENDS)}"
     )

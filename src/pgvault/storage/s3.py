@@ -36,7 +36,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import IO, Any
 
@@ -195,6 +195,8 @@ class S3Storage(Storage):
         super().__init__(target.url, name)
         self.target = target
         self.bucket, self.prefix = self._parse_url(target.url)
+        if part_size is None and target.part_size_mib is not None:
+            part_size = target.part_size_mib * MiB
         self.part_size = self.DEFAULT_PART_SIZE if part_size is None else part_size
         if not self.MIN_PART_SIZE <= self.part_size <= self.MAX_PART_SIZE:
             raise ConfigError(
@@ -209,6 +211,17 @@ class S3Storage(Storage):
             raise ConfigError(
                 f"storage {target.url} needs boto3: install it with pip install 'pgvault[s3]'"
             )
+
+    def new_object_args(self) -> dict[str, Any]:
+        """Arguments for a new backup object: encryption, storage class, and the Object Lock
+        retain-until date (now + ``object_lock_days``, UTC) when the target sets one."""
+        args: dict[str, Any] = dict(self.object_args)
+        if self.target.object_lock_days is not None:
+            args["ObjectLockMode"] = self.target.object_lock_mode
+            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
+                days=self.target.object_lock_days
+            )
+        return args
 
     @staticmethod
     def _parse_url(url: str) -> tuple[str, str]:
@@ -557,7 +570,7 @@ class _S3Writer(ObjectWriter):
                         Bucket=self._store.bucket,
                         Key=self._object_key,
                         Body=self._buffer,
-                        **self._store.object_args,
+                        **self._store.new_object_args(),
                     )
                 self._uploaded = len(self._buffer)
             else:
@@ -611,7 +624,7 @@ class _S3Writer(ObjectWriter):
                     created = store.client.create_multipart_upload(
                         Bucket=store.bucket,
                         Key=self._object_key,
-                        **store.object_args,
+                        **store.new_object_args(),
                         **checksum_args,
                     )
                 self._upload_id = str(created["UploadId"])
