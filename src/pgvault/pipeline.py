@@ -88,8 +88,9 @@ class _ZlibWriter:
 class _ZstdWriter:
     def __init__(self, sink: Sink, level: int) -> None:
         self._sink = sink
-        # threads=-1: zstd's own worker threads, one per core (like `zstd -T0`).
-        self._obj = zstandard.ZstdCompressor(level=level, threads=-1).compressobj()
+        # Single-threaded: pg_dump and the server already use the other core; zstd worker
+        # threads gained nothing and cost ~40 MiB (bench/RESULTS.md, c0 vs c3).
+        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
 
     def write(self, data: bytes, /) -> int:
         out = self._obj.compress(data)
