@@ -26,13 +26,13 @@ from pathlib import Path
 
 import psutil
 
-from pgvault import archives, copies, names, storage
+from pgvault import archives, copies, locks, names, storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
 from pgvault.config import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.encryption import Encryptor, parse_recipients
-from pgvault.errors import BackupError, PgvaultError, StorageError
+from pgvault.errors import BackupError, Busy, PgvaultError, StorageError
 from pgvault.pipeline import (
     DecryptHook,
     HashingWriter,
@@ -169,11 +169,26 @@ def create(
     """Back up one database; return its completed catalog record.
 
     Raises:
+        Busy: a backup of the same database is already running (nothing recorded).
         ConnectionFailed: the server cannot be reached (nothing recorded).
         ToolError: no suitable pg_dump (nothing recorded).
         StorageError: the target is not writable (nothing recorded).
         BackupError: the run failed after it started; its row is ``failed``.
     """
+    lock = f"backup:{request.target.conn.server_key()}/{request.target.conn.dbname}"
+    with locks.exclusive(settings, catalog, lock) as got:
+        if not got:
+            raise Busy(f"a backup of {request.target.name} is already running: wait for it to end")
+        return _create(settings, catalog, request, progress, cancel)
+
+
+def _create(
+    settings: Settings,
+    catalog: Catalog,
+    request: BackupRequest,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> BackupRecord:
     target = request.target
     db = target.settings
     store = _first_storage(request, settings)

@@ -18,7 +18,8 @@ later the API) map these classes to exit codes and HTTP statuses in one place.
     ├── BackupError          a backup run failed (carries the pg_dump stderr tail)
     ├── RestoreError         a restore failed; the live database was left as it was
     ├── VerifyError          a verification found a mismatch
-    └── Refused              a guard refused the operation (environment, confirmation)
+    ├── Refused              a guard refused the operation (environment, confirmation)
+    └── Busy                 the same work is already running (per-database lock held)
 """
 
 from __future__ import annotations
@@ -100,3 +101,9 @@ class Refused(PgvaultError):
     """A safety guard refused the operation (environment guard, confirmation)."""
 
     exit_code = 11
+
+
+class Busy(PgvaultError):
+    """The same work (a backup of this database, a scheduled job) is already running."""
+
+    exit_code = 12
