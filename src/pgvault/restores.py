@@ -274,7 +274,13 @@ def run(
         if isinstance(exc, RestoreError | Refused):
             raise
         if isinstance(exc, PgvaultError):
-            raise RestoreError(f"restore of {dbname} failed, nothing changed: {exc}") from exc
+            if request.mode == "recreate" and result.safety_backup_id:
+                outcome = f"{dbname} may be empty; restore safety backup {result.safety_backup_id}"
+            elif request.mode == "recreate":
+                outcome = f"{dbname} may be empty"
+            else:
+                outcome = "nothing changed"
+            raise RestoreError(f"restore of {dbname} failed, {outcome}: {exc}") from exc
         raise
     result.status = "completed"
     _close(catalog, result)
