@@ -32,9 +32,9 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, RestoreRecord
 from pgvault.config import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget, check_environment
-from pgvault.errors import NotFound, PgvaultError, Refused, RestoreError
+from pgvault.errors import ArchiveError, NotFound, PgvaultError, Refused, RestoreError
 from pgvault.loading import LoadOptions, LoadResult, Source, Tools, default_jobs, load
-from pgvault.pipeline import DecryptHook, open_layers
+from pgvault.pipeline import DecryptHook, HashingReader, open_layers
 from pgvault.postgres import runner, server, tools
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
@@ -297,6 +297,48 @@ def _settings_names(conn: Conn) -> set[str]:
     return {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
 
 
+class _IntegrityCheck:
+    """Re-reads a catalogued backup's stored bytes and compares size and sha256 with the
+    catalog, in a thread, so a corrupt object can never be swapped in (or loaded in place)."""
+
+    def __init__(self, source: Source, record: BackupRecord | None) -> None:
+        self._source = source
+        self._record = record
+        self._problem: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256-check", daemon=True)
+
+    def _run(self) -> None:
+        if self._record is None or self._record.sha256 is None:
+            return
+        try:
+            with self._source.open_raw() as raw:
+                hashing = HashingReader(raw)
+                hashing.drain()
+            if (hashing.size, hashing.sha256) != (self._record.size_bytes, self._record.sha256):
+                raise ArchiveError(
+                    f"stored backup {self._record.id} is corrupt (sha256/size differ from the "
+                    "catalog): nothing changed; restore another backup or copy"
+                )
+        except BaseException as exc:  # reported by result()
+            self._problem = exc
+
+    def start(self) -> None:
+        """Begin hashing in the background."""
+        self._thread.start()
+
+    def result(self) -> None:
+        """Wait for the check.
+
+        Raises:
+            ArchiveError: the stored bytes differ from the catalog.
+        """
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
+        self._thread.join()
+        if self._problem is not None:
+            raise self._problem
+
+
 class _Steps:
     """The steps of one restore, sharing one maintenance connection to the target server."""
 
@@ -322,6 +364,7 @@ class _Steps:
         self.known = known
         self.step = step
         self.cancel = cancel
+        self.integrity = _IntegrityCheck(source, record)
 
     def _load_into(self, dbname: str, reset: Callable[[], None]) -> LoadResult:
         if self.cancel is not None and self.cancel.is_set():
@@ -373,7 +416,9 @@ class _Steps:
 
         server.create_database_like(self.conn, scratch, like)
         try:
+            self.integrity.start()  # hashes the stored object while it loads
             self._load_into(scratch, reset)
+            self.integrity.result()
             self.prove(scratch)
             if self.cancel is not None and self.cancel.is_set():
                 raise RestoreError("restore cancelled before the swap; nothing changed")
@@ -409,6 +454,7 @@ class _Steps:
 
     def in_place(self, reset: Callable[[], None]) -> LoadResult:
         """Load into the live database (clean mode: one transaction, all or nothing)."""
+        self.integrity.result()  # in place: prove the stored bytes before touching anything
         loaded = self._load_into(self.dbname, reset)
         self.prove(self.dbname)
         return loaded
@@ -420,6 +466,7 @@ class _Steps:
             server.drop_database(self.conn, self.dbname)
             server.create_database_like(self.conn, self.dbname, None)
 
+        self.integrity.result()
         if live_exists:
             self.step(f"dropping {self.dbname}")
         reset()
