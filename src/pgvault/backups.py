@@ -461,7 +461,7 @@ def _fail(catalog: Catalog, store: Storage, record: BackupRecord, exc: BaseExcep
         catalog.save_backup(record)
     except PgvaultError:
         log.exception("could not record the failure of backup %s", record.id)
-    log.error("backup %s %s: %s", record.id, record.status, record.error)
+    log.info("backup %s %s: %s", record.id, record.status, record.error)  # the caller reports it
 
 
 def remove_stored(store: Storage, record: BackupRecord) -> None:

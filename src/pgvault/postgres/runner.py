@@ -92,7 +92,7 @@ class Child:
 
     def _on_timeout(self) -> None:
         self.timed_out = True
-        log.warning("%s ran past its timeout; stopping it", self.name)
+        log.info("%s ran past its timeout; stopping it", self.name)
         self.kill()
 
     @property
