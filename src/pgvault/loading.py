@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from pgvault.archives import toc_from_path, toc_from_stream
 from pgvault.errors import ArchiveError, RestoreError
 from pgvault.pipeline import DecryptHook, OpenedDump, copy_stream, open_layers
 from pgvault.postgres.commands import pg_restore_command, psql_command
@@ -123,6 +124,10 @@ def load(
         RestoreError: pg_restore/psql reported an error (first one, one line).
         ArchiveError: the source is not a readable dump.
     """
+    if options.clean:
+        # pg_restore --clean alone cannot replace partitioned tables (it drops a partition's
+        # inherited key before its parent's); the SQL path drops the archive's tables first.
+        return _fallback(source, target, tools, options, workdir, known_settings())
     try:
         return _attempt(source, target, tools, options, workdir)
     except _NeedsFallback as exc:
@@ -269,9 +274,13 @@ def _fallback(
     workdir: Path,
     known: set[str],
 ) -> LoadResult:
-    """Replay the dump as SQL through :class:`SetFilter` into one psql transaction."""
+    """Replay the dump as SQL through :class:`SetFilter` into one psql transaction (in clean
+    mode after dropping the archive's tables)."""
     env = target.child_env()
     opened = source.open()
+    if options.clean and opened.kind == "plain":
+        opened.stream.close()
+        raise RestoreError("clean mode needs a custom or directory archive, not plain SQL")
     psql_argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
     with (
         opened.stream as stream,
@@ -306,6 +315,8 @@ def _pg_restore_to_sql(
     env: dict[str, str],
 ) -> None:
     archive = _archive_path(source, opened, workdir, jobs=1)
+    if options.clean:
+        sink.write(_drop_tables_sql(source, archive, tools))
     argv = pg_restore_command(
         tools.pg_restore,
         archive=archive,
@@ -340,6 +351,27 @@ def _pg_restore_to_sql(
             raise failure[0]
         if child.wait() != 0:
             raise ArchiveError(f"pg_restore cannot read this archive: {_tidy(child.message())}")
+
+
+def _drop_tables_sql(source: Source, archive: Path | None, tools: Tools) -> bytes:
+    """``DROP TABLE IF EXISTS ... CASCADE`` for every table in the archive's TOC: run first in
+    the clean-mode transaction, so ``--clean``'s own drops find nothing in their way."""
+    if archive is not None:
+        entries = toc_from_path(tools.pg_restore, archive)
+    else:
+        with source.open().stream as stream:
+            entries = toc_from_stream(tools.pg_restore, stream)
+    statements = [
+        f"DROP TABLE IF EXISTS {_quote(e.schema)}.{_quote(e.name)} CASCADE;\n"
+        for e in entries
+        if e.kind == "TABLE"
+    ]
+    return "".join(statements).encode()
+
+
+def _quote(identifier: str) -> str:
+    """An SQL identifier in double quotes (embedded quotes doubled)."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def default_jobs() -> int:

@@ -193,12 +193,6 @@ def test_clean_mode_restores_in_place(
     assert_same_database(original, database_fingerprint(pg18, live))
 
 
-@pytest.mark.xfail(
-    raises=RestoreError,
-    strict=True,
-    reason="pg_restore --clean drops a partition's inherited primary key before its "
-    "parent's ('cannot drop inherited constraint'): clean mode cannot restore pagila",
-)
 def test_clean_mode_restores_partitioned_tables_in_place(
     pg18: PgCluster, fresh_pagila: FreshPagila, vault: Vault, janitor: Janitor
 ) -> None:
