@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast, get_args
 
-import click
 import typer
 
 from pgvault import backups, databases, doctor, restores, storage, verify
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
-from pgvault.cli import render
+from pgvault.cli import ops, render, serve
 from pgvault.cli.progress import BytesProgress
 from pgvault.config import Settings, load_settings
 from pgvault.encryption import Decryptor, decryptor_from
@@ -33,6 +32,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+ops.register(app)  # prune, schedules, scheduler, history, health
+serve.register(app)  # serve, users, tokens, passkey-hash
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdentityOpt = Annotated[
@@ -55,7 +56,8 @@ def main(
 ) -> None:
     """Global options."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    fmt = "%(asctime)s " if verbose else ""
+    logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
     ctx.obj = load_settings(config)
 
 
@@ -518,19 +520,12 @@ def catalog_rebuild(
 
 
 def run() -> NoReturn:
-    """Console-script entry point: run the app, turning errors into one line and an exit code."""
+    """Console-script entry point: click/typer handle usage errors (exit 2) and --help; a
+    PgvaultError becomes one line on stderr and its class's exit code."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: ends with SystemExit
     except PgvaultError as exc:
         render.error(str(exc))
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        render.error("aborted")
-        sys.exit(1)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         render.error("interrupted")
