@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +30,15 @@ from pydantic_settings import (
 )
 
 from pgvault.errors import ConfigError
+from pgvault.opsconfig import (
+    DatabaseNotifySettings,
+    FreshnessSettings,
+    NotificationSettings,
+    RetentionSettings,
+    SchedulerSettings,
+    ScheduleSettings,
+    VerifyScheduleSettings,
+)
 
 DumpFormat = Literal["custom", "plain", "directory"]
 CompressionMethod = Literal["zstd", "gzip", "none"]
@@ -106,6 +123,66 @@ class DatabaseSettings(BaseModel):
     encrypt_to: list[str] = Field(
         default_factory=list, description="age recipients (age1...) this database's backups use."
     )
+    schedules: dict[str, ScheduleSettings] = Field(
+        default_factory=dict, description="Scheduled backups by name ([...schedules.NAME])."
+    )
+    retention: RetentionSettings | None = Field(
+        default=None, description="Retention policy of this database's backups (none: keep all)."
+    )
+    verify: VerifyScheduleSettings | None = Field(
+        default=None, description="Scheduled restore drill of the newest completed backup."
+    )
+    freshness: FreshnessSettings = Field(
+        default_factory=FreshnessSettings, description="Freshness and size alert rules."
+    )
+    notifications: DatabaseNotifySettings = Field(
+        default_factory=DatabaseNotifySettings, description="Extra notification URLs/events."
+    )
+    restore_passkey_hash: str | None = Field(
+        default=None,
+        description="argon2 hash of a restore passkey ('pgvault passkey-hash'); when set, API "
+        "restores must give the passkey.",
+    )
+    require_recent_backup_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        description="API restores are refused unless a completed backup of this database, "
+        "from this environment, is newer than this many minutes (the automatic pre-restore "
+        "backup counts).",
+    )
+
+
+class ApiSettings(BaseModel):
+    """The HTTP service (``[api]`` in the config file, ``PGVAULT_API__*``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_token_minutes: int = Field(
+        default=15, ge=1, description="Lifetime of a JWT access token, in minutes."
+    )
+    refresh_token_days: int = Field(
+        default=14, ge=1, description="Lifetime of a refresh token, in days."
+    )
+    download_link_seconds: int = Field(
+        default=300, ge=10, description="Lifetime of a signed download link, in seconds."
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 1024**3, ge=1, description="Largest dump accepted by restore-upload (bytes)."
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins (per user or address) before a lockout."
+    )
+    login_lockout_seconds: int = Field(
+        default=300, ge=1, description="How long logins are refused after too many failures."
+    )
+    login_delay_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="Delay added per recent failure before answering a failed login (s, max 2).",
+    )
+    idempotency_hours: int = Field(
+        default=24, ge=1, description="How long an Idempotency-Key maps to its job (hours)."
+    )
 
 
 class Settings(BaseSettings):
@@ -163,6 +240,20 @@ class Settings(BaseSettings):
     databases: dict[str, DatabaseSettings] = Field(
         default_factory=dict, description="Named databases."
     )
+    notifications: NotificationSettings = Field(
+        default_factory=NotificationSettings, description="Notification URLs and events."
+    )
+    scheduler: SchedulerSettings = Field(
+        default_factory=SchedulerSettings, description="The scheduler (misfires, shutdown)."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of the service's tokens (PGVAULT_SECRET_KEY, >= 32 chars).",
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="File holding the signing secret (first line)."
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
 
     @field_validator("age_recipients", mode="before")
     @classmethod

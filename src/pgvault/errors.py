@@ -8,6 +8,7 @@ later the API) map these classes to exit codes and HTTP statuses in one place.
 
     PgvaultError
     ├── ConfigError          bad settings, bad arguments, unknown database name
+    │   └── AlreadyExists    the name is taken (a user, the first owner)
     ├── ToolError            a PostgreSQL client tool is missing, too old, or failed
     ├── ConnectionFailed     the server cannot be reached or refused the credentials
     ├── DatabaseError        a query on a backed-up or restored server failed
@@ -19,7 +20,11 @@ later the API) map these classes to exit codes and HTTP statuses in one place.
     ├── RestoreError         a restore failed; the live database was left as it was
     ├── VerifyError          a verification found a mismatch
     ├── Refused              a guard refused the operation (environment, confirmation)
-    └── Busy                 the same work is already running (per-database lock held)
+    ├── Busy                 the same work is already running (per-database lock held)
+    ├── TooLarge             an upload is over the configured size limit
+    └── AuthError            missing, bad or expired credentials (the service)
+        ├── PermissionDenied the caller's role is too low for the operation
+        └── Throttled        too many failed logins: refused for a while
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ class PgvaultError(Exception):
 
 class ConfigError(PgvaultError):
     """Invalid settings or arguments."""
+
+    exit_code = 2
+
+
+class AlreadyExists(ConfigError):
+    """The thing to create exists already (a user name; ``setup`` after the first user)."""
 
     exit_code = 2
 
@@ -107,3 +118,31 @@ class Busy(PgvaultError):
     """The same work (a backup of this database, a scheduled job) is already running."""
 
     exit_code = 12
+
+
+class TooLarge(PgvaultError):
+    """An upload is larger than the configured limit (``api.max_upload_bytes``)."""
+
+    exit_code = 2
+
+
+class AuthError(PgvaultError):
+    """Missing, malformed, expired or revoked credentials; or a wrong password."""
+
+    exit_code = 13
+
+
+class PermissionDenied(AuthError):
+    """The caller is known but its role is too low for the operation."""
+
+    exit_code = 13
+
+
+class Throttled(AuthError):
+    """Too many failed logins for a user or an address: refused until ``retry_after``."""
+
+    exit_code = 13
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

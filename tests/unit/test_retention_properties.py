@@ -28,10 +28,12 @@ def records(draw: st.DrawFn, *, only_plain: bool = False) -> list[BackupRecord]:
         status = draw(
             st.sampled_from(["completed"] * 6 + ["failed", "interrupted", "running", "deleted"])
         )
-        trigger = "scheduled" if only_plain else draw(
-            st.sampled_from(["scheduled", "scheduled", "manual", "pre-restore"])
+        trigger = (
+            "scheduled"
+            if only_plain
+            else draw(st.sampled_from(["scheduled", "scheduled", "manual", "pre-restore"]))
         )
-        pinned = False if only_plain else draw(st.booleans().map(lambda b: b and i % 5 == 0))
+        pinned = not only_plain and i % 5 == 0 and draw(st.booleans())
         schedule = draw(st.sampled_from(["daily", "weekly", None]))
         rows.append(
             BackupRecord(
@@ -183,8 +185,9 @@ def test_deletion_reasons_name_the_rules() -> None:
         for day in range(5)
     ]
 
-    decisions = retention.decide_database(rows, RetentionSettings(keep_last=2, keep_daily=1), {},
-                                          NOW)
+    decisions = retention.decide_database(
+        rows, RetentionSettings(keep_last=2, keep_daily=1), {}, NOW
+    )
 
     assert [d.keep for d in decisions] == [True, True, False, False, False]
     assert decisions[0].reasons == ("newest completed", "keep_last 2", "daily 2026-03-29")

@@ -126,3 +126,105 @@ backup_copies = Table(
     Column("copied_at", UTCDateTime),
     Column("error", Text),
 )
+
+# --- the service (revision 0003): users, tokens, jobs, audit, idempotency, throttling ------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("token_version", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255)),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("created_by", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("family_id", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("replaced_by", String(64)),
+    Index("ix_refresh_tokens_user", "user_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("database", String(255)),
+    Column("backup_id", String(64)),
+    Column("restore_id", String(64)),
+    Column("params", JSON, nullable=False),
+    Column("phase", Text),
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("rate", Float),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("error_kind", String(64)),
+    Column("created_by", String(255)),
+    Column("runner", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Index("ix_jobs_created", "created_at"),
+    Index("ix_jobs_status", "status"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(255)),
+    Column("action", String(255), nullable=False),
+    Column("target", Text),
+    Column("source_address", String(64)),
+    Column("result", String(16), nullable=False),
+    Column("status_code", Integer),
+    Column("detail", Text),
+    Index("ix_audit_events_at", "at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("actor", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(320), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
+)

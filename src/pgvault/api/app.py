@@ -1,0 +1,75 @@
+"""The FastAPI application: :func:`create_app` wires settings, catalog, token issuer and job
+runner into the routers of :mod:`pgvault.api.routes` (all under ``/api/v1``).
+
+No backup or restore logic lives here or in the routes: they call the domain modules
+(``backups``, ``restores``, ``verify``, ``jobs``, ``users``, ``tokens``, ``guards``,
+``transfers``) and errors become HTTP answers in :mod:`pgvault.api.errors` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from pgvault import backups
+from pgvault.api import errors
+from pgvault.api.deps import Service
+from pgvault.api.middleware import AuditMiddleware
+from pgvault.api.routes import ROUTERS
+from pgvault.catalog import Catalog
+from pgvault.config import Settings
+from pgvault.jobs import JobRunner
+from pgvault.tokens import Tokens, load_secret
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    secret: str | None = None,
+    dev: bool = False,
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        catalog: an open catalog (default: open ``settings.catalog_location``).
+        secret: the signing secret (default: :func:`pgvault.tokens.load_secret`).
+        dev: allow a generated throwaway secret when none is configured.
+
+    Raises:
+        ConfigError: no signing secret (and not ``dev``).
+        CatalogError: the catalog cannot be opened.
+    """
+    secret = secret or load_secret(settings, dev=dev)
+    catalog = catalog or Catalog.open(settings.catalog_location)
+    backups.recover_interrupted(settings, catalog)
+    runner = JobRunner(settings, catalog)
+    runner.recover()
+    service = Service(settings, catalog, runner, Tokens(settings, catalog, secret), dev)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(runner.shutdown)
+
+    app = FastAPI(
+        title="pgvault",
+        version="1",
+        summary="PostgreSQL backups you can restore: backups, restores, jobs, audit.",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    app.add_middleware(AuditMiddleware, catalog=catalog)
+    return app

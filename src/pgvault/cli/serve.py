@@ -1,0 +1,259 @@
+"""``pgvault serve``, ``pgvault users ...``, ``pgvault tokens ...``, ``pgvault passkey-hash``.
+
+Registered on the main app by :func:`register`. Passwords come from ``PGVAULT_PASSWORD``
+or a prompt, never from argv; tokens are printed once. The service's libraries (the
+``api`` extra) are imported only when these commands run.
+
+``serve`` runs the API on uvicorn and, when :mod:`pgvault.scheduler` exists, the scheduler
+in the same process: **scheduler hook** — ``pgvault.scheduler.start(settings, catalog)`` is
+called before uvicorn starts, and the object it returns, if it has ``stop()``/``shutdown()``,
+is stopped when uvicorn ends.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from pgvault import audit
+from pgvault.catalog import Catalog
+from pgvault.catalog import service as rows
+from pgvault.cli import render
+from pgvault.config import Settings
+from pgvault.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+users_app = typer.Typer(help="Users of the pgvault service (kept in the catalog).")
+tokens_app = typer.Typer(help="API tokens for scripts and CI.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``users``, ``tokens`` and ``passkey-hash`` to the main command."""
+    app.command("serve")(serve)
+    app.command("passkey-hash")(passkey_hash)
+    app.add_typer(users_app, name="users", no_args_is_help=True)
+    app.add_typer(tokens_app, name="tokens", no_args_is_help=True)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _catalog(ctx: typer.Context) -> Catalog:
+    return Catalog.open(_settings(ctx).catalog_location)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _secret_from(env_name: str, prompt: str) -> str:
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise ConfigError(f"no terminal to ask on: set {env_name}")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Allow a generated throwaway signing secret.")
+    ] = False,
+) -> None:
+    """Run the API (and the scheduler, when available) in one process."""
+    import uvicorn
+
+    from pgvault.api import create_app
+    from pgvault.tokens import load_secret
+
+    settings = _settings(ctx)
+    secret = load_secret(settings, dev=dev)
+    if dev and settings.secret_key is None and settings.secret_key_file is None:
+        render.info(
+            "WARNING: DEVELOPMENT MODE: a throwaway signing secret was generated; every token dies "
+            "with this process. Never run like this in production: set PGVAULT_SECRET_KEY."
+        )
+    catalog = Catalog.open(settings.catalog_location)
+    app = create_app(settings, catalog=catalog, secret=secret, dev=dev)
+    scheduler = _start_scheduler(settings, catalog)
+    render.info(f"pgvault serving on http://{host}:{port} (docs at /docs)")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    finally:
+        _stop(scheduler)
+
+
+def _start_scheduler(settings: Settings, catalog: Catalog) -> Any:
+    """SCHEDULER HOOK: start ``pgvault.scheduler`` when that module exists."""
+    try:
+        scheduler = importlib.import_module("pgvault.scheduler")
+    except ModuleNotFoundError:
+        return None
+    start = getattr(scheduler, "start", None)
+    if start is None:
+        return None
+    log.info("starting the scheduler")
+    return start(settings, catalog)
+
+
+def _stop(scheduler: Any) -> None:
+    for name in ("stop", "shutdown"):
+        method = getattr(scheduler, name, None)
+        if callable(method):
+            method()
+            return
+
+
+def passkey_hash() -> None:
+    """Print the argon2 hash of a restore passkey (PGVAULT_PASSKEY or a prompt) for the
+    config's ``restore_passkey_hash``."""
+    from pgvault import users
+
+    hashed = users.hash_secret(_secret_from("PGVAULT_PASSKEY", "Restore passkey"))
+    sys.stdout.write(hashed + "\n")
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+@users_app.command("create")
+def users_create(
+    ctx: typer.Context,
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, operator, admin or owner.")] = "viewer",
+) -> None:
+    """Create a user; the password comes from PGVAULT_PASSWORD or a prompt."""
+    from pgvault import users
+
+    catalog = _catalog(ctx)
+    password = _secret_from("PGVAULT_PASSWORD", f"Password for {name}")
+    users.create(catalog, name, password, role, created_by=_actor())
+    audit.record(catalog, actor=_actor(), action="cli users create", target=f"username={name}")
+    render.info(f"user {name} created with role {role}")
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context) -> None:
+    """List users."""
+    from pgvault import users
+
+    render.table(
+        None,
+        ("user", "role", "disabled", "created (UTC)", "created by"),
+        (
+            (
+                u.username,
+                u.role,
+                "yes" if u.disabled else "",
+                render.when(u.created_at),
+                u.created_by,
+            )
+            for u in users.list_all(_catalog(ctx))
+        ),
+    )
+
+
+def _change(ctx: typer.Context, name: str, action: str, **changes: Any) -> None:
+    from pgvault import users
+
+    catalog = _catalog(ctx)
+    users.update(catalog, name, **changes)
+    audit.record(catalog, actor=_actor(), action=f"cli users {action}", target=f"username={name}")
+    render.info(f"user {name}: {action} done")
+
+
+@users_app.command("disable")
+def users_disable(ctx: typer.Context, name: str) -> None:
+    """Disable a user (their sessions end at once)."""
+    _change(ctx, name, "disable", disabled=True)
+
+
+@users_app.command("enable")
+def users_enable(ctx: typer.Context, name: str) -> None:
+    """Enable a disabled user."""
+    _change(ctx, name, "enable", disabled=False)
+
+
+@users_app.command("set-role")
+def users_set_role(ctx: typer.Context, name: str, role: str) -> None:
+    """Change a user's role."""
+    _change(ctx, name, "set-role", role=role)
+
+
+@users_app.command("reset-password")
+def users_reset_password(ctx: typer.Context, name: str) -> None:
+    """Set a new password (PGVAULT_PASSWORD or a prompt); the user's sessions end."""
+    password = _secret_from("PGVAULT_PASSWORD", f"New password for {name}")
+    _change(ctx, name, "reset-password", password=password)
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="What uses it, e.g. ci.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, admin or owner.")],
+    expires_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
+) -> None:
+    """Create an API token and print it (only this once)."""
+    from pgvault import tokens
+
+    catalog = _catalog(ctx)
+    plain, record = tokens.create_api_token(
+        catalog, name, role, created_by=_actor(), expires_days=expires_days
+    )
+    audit.record(catalog, actor=_actor(), action="cli tokens create", target=f"token={record.id}")
+    sys.stdout.write(plain + "\n")
+    render.info(
+        f"API token {record.id} ({name}, {role}) created: store it now, it is not shown again"
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(ctx: typer.Context) -> None:
+    """List API tokens (never the tokens themselves)."""
+    render.table(
+        None,
+        ("id", "name", "role", "created (UTC)", "expires", "last used", "revoked"),
+        (
+            (
+                t.id,
+                t.name,
+                t.role,
+                render.when(t.created_at),
+                render.when(t.expires_at),
+                render.when(t.last_used_at),
+                render.when(t.revoked_at),
+            )
+            for t in rows.list_api_tokens(_catalog(ctx))
+        ),
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(ctx: typer.Context, token_id: str) -> None:
+    """Revoke an API token at once."""
+    from pgvault import tokens
+
+    catalog = _catalog(ctx)
+    tokens.revoke_api_token(catalog, token_id)
+    audit.record(catalog, actor=_actor(), action="cli tokens revoke", target=f"token={token_id}")
+    render.info(f"API token {token_id} revoked")

@@ -1,0 +1,354 @@
+"""Health, history and Prometheus metrics, computed from the catalog on each call.
+
+Health per database (``ok`` < ``warning`` < ``critical``), in the manner of Barman's
+``last_backup_maximum_age`` and ``last_backup_minimum_size`` checks:
+
+* ``critical``: the last backup run failed, or no completed backup exists;
+* ``warning``: the last run was interrupted; the newest completed backup is older than the
+  expected staleness (``freshness.max_staleness_hours``, else the longest gap between the
+  database's scheduled backups + 10% + 1 minute, else 26 h); or it is smaller than
+  ``freshness.min_size_ratio`` (default 0.5) of the comparable backup before it (same
+  format, tables and schemas) - an application that silently lost its data.
+
+Metrics are built into a new ``CollectorRegistry`` per call (no global counters): every
+value is read from the catalog, so several pgvault processes report the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pgvault import schedules
+from pgvault.catalog import Catalog
+from pgvault.catalog.records import BackupRecord
+from pgvault.catalog.tables import backups, restores
+from pgvault.config import Settings
+from pgvault.opsconfig import DEFAULT_MAX_STALENESS_HOURS
+
+Status = Literal["ok", "warning", "critical"]
+LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
+RECENT_ROWS = 200  # rows per database read for health
+
+_scheduler_running = False
+
+
+def set_scheduler_running(running: bool) -> None:
+    """Record whether a scheduler runs in this process (for ``pgvault_scheduler_up``)."""
+    global _scheduler_running
+    _scheduler_running = running
+
+
+@dataclass
+class DatabaseHealth:
+    """One database's health.
+
+    Times are aware UTC datetimes; ``age_seconds`` is the newest completed backup's age and
+    ``max_staleness_seconds`` the age past which it is stale.
+    """
+
+    database: str
+    status: Status
+    reasons: list[str]
+    max_staleness_seconds: float
+    last_success_at: datetime | None = None
+    last_backup_id: str | None = None
+    last_size_bytes: int | None = None
+    last_duration_seconds: float | None = None
+    age_seconds: float | None = None
+    last_run_status: str | None = None
+    last_run_at: datetime | None = None
+
+
+@dataclass
+class HealthReport:
+    """Every database's health; ``status`` is the worst of them (``ok`` when none)."""
+
+    status: Status
+    checked_at: datetime
+    databases: list[DatabaseHealth] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DayHistory:
+    """Backups of one database started on one UTC day, counted by status, and the bytes of
+    the completed ones."""
+
+    day: date
+    database: str
+    completed: int
+    failed: int
+    interrupted: int
+    running: int
+    deleted: int
+    total_bytes: int
+
+
+def max_staleness(settings: Settings, database: str, now: datetime | None = None) -> float:
+    """Seconds after which ``database``'s newest completed backup is stale (see the module
+    docstring for the order: configured, from the schedules, 26 h)."""
+    db = settings.databases.get(database)
+    if db is not None and db.freshness.max_staleness_hours is not None:
+        return db.freshness.max_staleness_hours * 3600
+    if db is not None:
+        gap = schedules.longest_gap(settings, database, now)
+        if gap is not None:
+            return gap * 1.1 + 60
+    return DEFAULT_MAX_STALENESS_HOURS * 3600
+
+
+def _comparable(a: BackupRecord, b: BackupRecord) -> bool:
+    return (a.format, a.tables, a.exclude_tables, a.schemas) == (
+        b.format,
+        b.tables,
+        b.exclude_tables,
+        b.schemas,
+    )
+
+
+def assess(
+    database: str,
+    history: Sequence[BackupRecord],
+    staleness: float,
+    min_size_ratio: float,
+    now: datetime,
+) -> DatabaseHealth:
+    """Judge one database from its rows (pure).
+
+    Args:
+        history: the database's rows, any order (``deleted`` and ``running`` ones are not
+            runs that ended).
+        staleness: seconds past which the newest completed backup is stale.
+        min_size_ratio: warn below this fraction of the previous comparable size (0: off).
+        now: the current time (aware).
+    """
+    rows = sorted(history, key=lambda r: (r.started_at, r.id), reverse=True)
+    ended = [r for r in rows if r.status in ("completed", "failed", "interrupted")]
+    completed = [r for r in ended if r.status == "completed"]
+    report = DatabaseHealth(database, "ok", [], staleness)
+    levels: list[Status] = []
+    if ended:
+        report.last_run_status, report.last_run_at = ended[0].status, ended[0].started_at
+        if ended[0].status == "failed":
+            levels.append("critical")
+            report.reasons.append(f"last backup {ended[0].id} failed: {ended[0].error or '?'}")
+        elif ended[0].status == "interrupted":
+            levels.append("warning")
+            report.reasons.append(f"last backup {ended[0].id} was interrupted")
+    if not completed:
+        levels.append("critical")
+        report.reasons.append("no completed backup")
+    else:
+        newest = completed[0]
+        when = newest.finished_at or newest.started_at
+        report.last_success_at, report.last_backup_id = when, newest.id
+        report.last_size_bytes = newest.size_bytes
+        report.last_duration_seconds = newest.duration_seconds
+        report.age_seconds = (now - when).total_seconds()
+        if report.age_seconds > staleness:
+            levels.append("warning")
+            report.reasons.append(
+                f"newest completed backup is {report.age_seconds / 3600:.1f} h old "
+                f"(more than {staleness / 3600:.1f} h)"
+            )
+        before = next((r for r in completed[1:] if _comparable(r, newest)), None)
+        if (
+            before is not None
+            and min_size_ratio > 0
+            and newest.size_bytes is not None
+            and before.size_bytes
+            and newest.size_bytes < min_size_ratio * before.size_bytes
+        ):
+            levels.append("warning")
+            report.reasons.append(
+                f"newest backup is {newest.size_bytes / before.size_bytes:.0%} of the size of "
+                f"the one before ({newest.size_bytes} vs {before.size_bytes} bytes; "
+                f"minimum {min_size_ratio:.0%})"
+            )
+    report.status = max(levels, key=LEVELS.__getitem__, default="ok")
+    return report
+
+
+def _database_names(settings: Settings, catalog: Catalog) -> list[str]:
+    with catalog.engine.connect() as conn:
+        seen = {str(r[0]) for r in conn.execute(sa.select(backups.c.database).distinct())}
+    return sorted(set(settings.databases) | seen)
+
+
+def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
+    """The health of every configured or catalogued database.
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
+    at = now or datetime.now(UTC)
+    report = HealthReport("ok", at)
+    for name in _database_names(settings, catalog):
+        db = settings.databases.get(name)
+        ratio = db.freshness.min_size_ratio if db is not None else 0.5
+        rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
+        report.databases.append(assess(name, rows, max_staleness(settings, name, at), ratio, at))
+    report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
+    return report
+
+
+def history(
+    catalog: Catalog,
+    *,
+    days: int = 30,
+    database: str | None = None,
+    now: datetime | None = None,
+) -> list[DayHistory]:
+    """Backups grouped by UTC day and database, newest day first, over the last ``days``."""
+    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    rows = [
+        r
+        for r in catalog.list_backups(database=database, include_deleted=True)
+        if r.started_at >= since
+    ]
+    groups: dict[tuple[date, str], list[BackupRecord]] = {}
+    for row in rows:
+        groups.setdefault((row.started_at.astimezone(UTC).date(), row.database), []).append(row)
+    out = []
+    for (day, name), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        count = {
+            s: sum(1 for m in members if m.status == s)
+            for s in ("completed", "failed", "interrupted", "running", "deleted")
+        }
+        out.append(
+            DayHistory(
+                day,
+                name,
+                count["completed"],
+                count["failed"],
+                count["interrupted"],
+                count["running"],
+                count["deleted"],
+                sum(m.size_bytes or 0 for m in members if m.status == "completed"),
+            )
+        )
+    out.sort(key=lambda d: (d.day, d.database), reverse=True)
+    return out
+
+
+class CatalogCollector(Collector):
+    """Reads the catalog at each scrape and yields pgvault's metric families."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, scheduler_up: bool | None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.scheduler_up = scheduler_up
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every family (see :func:`metrics_text` for the names)."""
+        report = health(self.settings, self.catalog)
+        success = GaugeMetricFamily(
+            "pgvault_last_success_timestamp_seconds",
+            "Unix time the newest completed backup finished.",
+            labels=["database"],
+        )
+        duration = GaugeMetricFamily(
+            "pgvault_last_backup_duration_seconds",
+            "Duration of the newest completed backup (seconds).",
+            labels=["database"],
+        )
+        size = GaugeMetricFamily(
+            "pgvault_last_backup_size_bytes",
+            "Stored size of the newest completed backup (bytes).",
+            labels=["database"],
+        )
+        status = GaugeMetricFamily(
+            "pgvault_health_status",
+            "Health per database: 0 ok, 1 warning, 2 critical.",
+            labels=["database"],
+        )
+        for db in report.databases:
+            status.add_metric([db.database], LEVELS[db.status])
+            if db.last_success_at is not None:
+                success.add_metric([db.database], db.last_success_at.timestamp())
+            if db.last_duration_seconds is not None:
+                duration.add_metric([db.database], db.last_duration_seconds)
+            if db.last_size_bytes is not None:
+                size.add_metric([db.database], db.last_size_bytes)
+        yield from (success, duration, size, status)
+        yield self._backups_total()
+        yield self._restores_total()
+        yield self._deletions_total()
+        up = self.scheduler_up if self.scheduler_up is not None else _scheduler_running
+        yield GaugeMetricFamily(
+            "pgvault_scheduler_up", "1 when a scheduler runs in this process.", value=int(up)
+        )
+
+    def _backups_total(self) -> Metric:
+        family = CounterMetricFamily(
+            "pgvault_backups",
+            "Backups in the catalog by database and status.",
+            labels=["database", "status"],
+        )
+        query = sa.select(backups.c.database, backups.c.status, sa.func.count()).group_by(
+            backups.c.database, backups.c.status
+        )
+        with self.catalog.engine.connect() as conn:
+            for database, state, count in conn.execute(query):
+                family.add_metric([str(database), str(state)], int(count))
+        return family
+
+    def _restores_total(self) -> Metric:
+        family = CounterMetricFamily(
+            "pgvault_restores", "Restores in the catalog by status.", labels=["status"]
+        )
+        query = sa.select(restores.c.status, sa.func.count()).group_by(restores.c.status)
+        with self.catalog.engine.connect() as conn:
+            for state, count in conn.execute(query):
+                family.add_metric([str(state)], int(count))
+        return family
+
+    def _deletions_total(self) -> Metric:
+        family = CounterMetricFamily(
+            "pgvault_retention_deletions",
+            "Backups deleted by retention, by database.",
+            labels=["database"],
+        )
+        counts: dict[str, int] = {}
+        for row in self.catalog.list_backups(status="deleted"):
+            if row.labels.get("deleted_by") == "retention":
+                counts[row.database] = counts.get(row.database, 0) + 1
+        for database, count in sorted(counts.items()):
+            family.add_metric([database], count)
+        return family
+
+
+def registry(
+    settings: Settings, catalog: Catalog, *, scheduler_up: bool | None = None
+) -> CollectorRegistry:
+    """A new registry holding a :class:`CatalogCollector` (read at each scrape)."""
+    fresh = CollectorRegistry(auto_describe=False)
+    fresh.register(CatalogCollector(settings, catalog, scheduler_up))
+    return fresh
+
+
+def metrics_text(
+    settings: Settings, catalog: Catalog, *, scheduler_up: bool | None = None
+) -> bytes:
+    """The Prometheus text exposition (``text/plain; version=0.0.4``) of:
+
+    ``pgvault_last_success_timestamp_seconds{database}``,
+    ``pgvault_last_backup_duration_seconds{database}``,
+    ``pgvault_last_backup_size_bytes{database}``, ``pgvault_health_status{database}``,
+    ``pgvault_backups_total{database,status}``, ``pgvault_restores_total{status}``,
+    ``pgvault_retention_deletions_total{database}``, ``pgvault_scheduler_up``.
+
+    Args:
+        scheduler_up: override; default whether a scheduler runs in this process.
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
+    return generate_latest(registry(settings, catalog, scheduler_up=scheduler_up))

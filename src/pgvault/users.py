@@ -1,0 +1,284 @@
+"""The service's users: roles, argon2 password hashes, login with throttling.
+
+Users live in the pgvault catalog, never in the databases pgvault backs up, so restoring a
+database can neither lock anyone out of pgvault nor bring back old credentials.
+
+Roles are ordered; each includes the ones before it::
+
+    viewer    read everything but the audit log and the users
+    operator  + create backups, download, verify, cancel jobs
+    admin     + restore, delete, retention, read the audit log
+    owner     + users and API tokens
+
+Login throttling (per user name and per source address): each failure within
+``api.login_lockout_seconds`` of the previous one counts; the answer to a failed login is
+delayed ``api.login_delay_seconds`` x failures (at most 2 s); after
+``api.login_max_failures`` failures for a user name (4x that for an address, which many
+users may share) the key is refused (:class:`Throttled`, HTTP 429) for
+``api.login_lockout_seconds``, even with the right password.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from pgvault.catalog import Catalog
+from pgvault.catalog import service as rows
+from pgvault.catalog.service import LoginFailures, Role, UserRecord
+from pgvault.config import Settings
+from pgvault.errors import (
+    AlreadyExists,
+    AuthError,
+    ConfigError,
+    NotFound,
+    Refused,
+    Throttled,
+)
+
+log = logging.getLogger(__name__)
+
+ROLES: tuple[Role, ...] = get_args(Role)
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_hasher = PasswordHash((Argon2Hasher(),))
+# Verified against when the user does not exist, so both cases cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def role_allows(have: str, need: str) -> bool:
+    """Whether role ``have`` includes role ``need`` (``admin`` allows ``operator``)."""
+    return ROLES.index(have) >= ROLES.index(need)
+
+
+def check_role(role: str) -> Role:
+    """``role`` if it is one of :data:`ROLES`.
+
+    Raises:
+        ConfigError: unknown role (lists the known ones).
+    """
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role
+
+
+def hash_secret(plain: str) -> str:
+    """An argon2id hash (PHC string) of a password or restore passkey.
+
+    Raises:
+        ConfigError: shorter than 8 or longer than 1024 characters.
+    """
+    if not MIN_PASSWORD <= len(plain) <= MAX_PASSWORD:
+        raise ConfigError(
+            f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters: choose a longer one"
+        )
+    return _hasher.hash(plain)
+
+
+def verify_secret(plain: str, hashed: str | None) -> bool:
+    """Whether ``plain`` matches the argon2 hash ``hashed`` (constant time in the secret;
+    a missing hash costs the same as a wrong one)."""
+    try:
+        ok = _hasher.verify(plain[:MAX_PASSWORD], hashed or _DUMMY_HASH)
+    except Exception:  # noqa: BLE001 - a malformed hash in the config is a mismatch
+        log.warning("a stored password hash is malformed; treating it as a mismatch")
+        return False
+    return bool(ok) and hashed is not None
+
+
+def create(
+    catalog: Catalog, username: str, password: str, role: str, *, created_by: str | None = None
+) -> UserRecord:
+    """Create a user.
+
+    Raises:
+        ConfigError: bad name, role or password.
+        AlreadyExists: the name is taken.
+    """
+    user = _new_user(username, password, role, created_by)
+    if not rows.add_user(catalog, user):
+        raise AlreadyExists(f"user {username!r} exists already: choose another name")
+    log.info("user %s created with role %s", username, role)
+    return user
+
+
+def setup(catalog: Catalog, username: str, password: str) -> UserRecord:
+    """Create the first user, as ``owner``; only while no user exists.
+
+    Raises:
+        AlreadyExists: a user exists already (log in and use ``/users`` instead).
+    """
+    user = _new_user(username, password, "owner", "setup")
+    if not rows.add_first_user(catalog, user):
+        raise AlreadyExists("setup is done already: log in as an owner to add users")
+    return user
+
+
+def _new_user(username: str, password: str, role: str, created_by: str | None) -> UserRecord:
+    if not _NAME.match(username):
+        raise ConfigError(
+            f"user name {username!r} is not allowed: 1-64 letters, digits and . _ @ -"
+        )
+    now = _now()
+    return UserRecord(
+        id=secrets.token_hex(8),
+        username=username,
+        password_hash=hash_secret(password),
+        role=check_role(role),
+        created_at=now,
+        updated_at=now,
+        created_by=created_by,
+    )
+
+
+def get(catalog: Catalog, username: str) -> UserRecord:
+    """The user ``username``.
+
+    Raises:
+        NotFound: no such user.
+    """
+    user = rows.find_user(catalog, username=username)
+    if user is None:
+        raise NotFound(f"no user named {username!r}: GET /api/v1/users lists them")
+    return user
+
+
+def list_all(catalog: Catalog) -> list[UserRecord]:
+    """Every user, by name."""
+    return rows.list_users(catalog)
+
+
+def update(
+    catalog: Catalog,
+    username: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    password: str | None = None,
+) -> UserRecord:
+    """Change a user's role, enabled state or password. Disabling and a new password revoke
+    every session of the user (refresh tokens, and access tokens through ``token_version``).
+
+    Raises:
+        NotFound: no such user.
+        ConfigError: bad role or password.
+        Refused: the change would leave no enabled owner.
+    """
+    user = get(catalog, username)
+    values: dict[str, object] = {}
+    if role is not None:
+        values["role"] = check_role(role)
+    if password is not None:
+        values["password_hash"] = hash_secret(password)
+    if disabled is not None:
+        values["disabled"] = disabled
+    losing_owner = user.role == "owner" and (
+        (role is not None and role != "owner") or disabled is True
+    )
+    if losing_owner and not user.disabled and rows.count_owners(catalog) <= 1:
+        raise Refused(f"{username!r} is the last owner: make another user owner first")
+    if password is not None or disabled:
+        values["token_version"] = user.token_version + 1
+        rows.revoke_refresh_tokens(catalog, _now(), user_id=user.id)
+    if values:
+        values["updated_at"] = _now()
+        rows.update_user(catalog, user.id, **values)
+    return get(catalog, username)
+
+
+def change_own_password(catalog: Catalog, user_id: str, current: str, new: str) -> None:
+    """A user changes their own password; every session of theirs is revoked.
+
+    Raises:
+        AuthError: ``current`` is wrong.
+        ConfigError: ``new`` is too short or too long.
+    """
+    user = rows.find_user(catalog, user_id=user_id)
+    if user is None or not verify_secret(current, user.password_hash):
+        raise AuthError("the current password is wrong")
+    update(catalog, user.username, password=new)
+
+
+def delete(catalog: Catalog, username: str) -> None:
+    """Remove a user and their sessions.
+
+    Raises:
+        NotFound: no such user.
+        Refused: the last enabled owner.
+    """
+    user = get(catalog, username)
+    if user.role == "owner" and not user.disabled and rows.count_owners(catalog) <= 1:
+        raise Refused(f"{username!r} is the last owner: make another user owner first")
+    rows.delete_user(catalog, user.id)
+
+
+def authenticate(
+    settings: Settings, catalog: Catalog, username: str, password: str, address: str | None
+) -> UserRecord:
+    """Check a login; throttled per user name and per source address (module docstring).
+
+    Raises:
+        Throttled: too many recent failures for this user or address (retry later).
+        AuthError: unknown user, wrong password or disabled user (one message for all).
+    """
+    api = settings.api
+    keys = [f"user:{username[:255]}"] + ([f"addr:{address}"] if address else [])
+    now = _now()
+    states = rows.get_login_failures(catalog, keys)
+    locked = [s for s in states if s.locked_until is not None and s.locked_until > now]
+    if locked:
+        wait = max(int((s.locked_until - now).total_seconds()) + 1 for s in locked)  # type: ignore[operator]
+        raise Throttled(
+            f"too many failed logins: try again in {wait} s or ask an owner", retry_after=wait
+        )
+    user = rows.find_user(catalog, username=username)
+    ok = verify_secret(password, user.password_hash if user else None)
+    if ok and user is not None and not user.disabled:
+        if states:
+            rows.clear_login_failures(catalog, keys)
+        return user
+    failures = _count_failure(catalog, keys, {s.key: s for s in states}, now, settings)
+    time.sleep(min(2.0, api.login_delay_seconds * failures))
+    raise AuthError("wrong user name or password (or the user is disabled)")
+
+
+def _count_failure(
+    catalog: Catalog,
+    keys: list[str],
+    states: dict[str, LoginFailures],
+    now: datetime,
+    settings: Settings,
+) -> int:
+    window = timedelta(seconds=settings.api.login_lockout_seconds)
+    most = 0
+    for key in keys:
+        state = states.get(key)
+        recent = state is not None and now - state.last_failure_at < window
+        failures = (state.failures if state is not None and recent else 0) + 1
+        most_allowed = settings.api.login_max_failures * (4 if key.startswith("addr:") else 1)
+        locked = now + window if failures >= most_allowed else None
+        rows.save_login_failures(
+            catalog,
+            LoginFailures(key=key, failures=failures, last_failure_at=now, locked_until=locked),
+        )
+        if locked is not None:
+            log.warning(
+                "logins locked for %s s after %d failures (%s)",
+                settings.api.login_lockout_seconds,
+                failures,
+                key.split(":")[0],
+            )
+        most = max(most, failures)
+    return most
