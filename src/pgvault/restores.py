@@ -27,7 +27,7 @@ from typing import IO
 
 import psycopg
 
-from pgvault import archives, backups, copies, names, storage
+from pgvault import archives, backups, copies, names, notify, storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, RestoreRecord
 from pgvault.config import RestoreMode, Settings
@@ -231,6 +231,7 @@ def run(
         created_by=request.created_by,
     )
     catalog.save_restore(result)
+    notify.notify(settings, "restore_started", target.name, restore=result)
     step = progress or (lambda _msg: None)
     try:
         with server.connect(_maintenance(target.conn)) as conn:
@@ -271,6 +272,7 @@ def run(
         result.status = "failed"
         result.error = str(exc) or type(exc).__name__
         _close(catalog, result)
+        notify.notify(settings, "restore_failed", target.name, restore=result, error=result.error)
         if isinstance(exc, RestoreError | Refused):
             raise
         if isinstance(exc, PgvaultError):
@@ -284,6 +286,7 @@ def run(
         raise
     result.status = "completed"
     _close(catalog, result)
+    notify.notify(settings, "restore_finished", target.name, restore=result)
     return result
 
 

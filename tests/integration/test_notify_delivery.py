@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pgvault import monitoring, notify, schedules
+from pgvault import backups, databases, monitoring, notify, restores, schedules
 from pgvault.scheduler import Scheduler
 from support.pgcluster import FreshPagila, PgCluster
 from support.receivers import Mailbox, Webhook, free_port, smtp_server, text_of, webhook
@@ -143,4 +143,26 @@ def test_unreachable_or_bad_target_never_fails_the_backup(
     assert any("not delivered" in w for w in warnings), warnings
     assert not any("nonsense://" in w or str(url) in w for w in warnings)
     assert notify.notify(vault.settings, "backup_succeeded", "app", backup=record) is False
+    vault.close()
+
+
+def test_restore_started_and_finished_are_notified(
+    pg18: PgCluster, fresh_pagila: FreshPagila, tmp_path: Path, hook: Webhook
+) -> None:
+    source = fresh_pagila()
+    vault = _vault(tmp_path, pg18.url(source, with_password=True), [hook.apprise_url()])
+    app = databases.from_config(vault.settings, "app")
+    record = backups.create(vault.settings, vault.catalog, backups.BackupRequest(target=app))
+    target = f"{source}_copy"
+    restores.run(
+        vault.settings,
+        vault.catalog,
+        restores.RestoreRequest(
+            target=vault.target(pg18, target), backup_id=record.id, confirm=target
+        ),
+    )
+    started, finished = hook.wait(2)
+    assert "restore" in started["title"] and "restore" in finished["title"]
+    assert (started["type"], finished["type"]) == ("info", "success")
+    pg18.drop_database(target)
     vault.close()
