@@ -19,6 +19,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -464,16 +465,31 @@ def _fail(catalog: Catalog, store: Storage, record: BackupRecord, exc: BaseExcep
     log.info("backup %s %s: %s", record.id, record.status, record.error)  # the caller reports it
 
 
-def remove_stored(store: Storage, record: BackupRecord) -> None:
-    """Remove a backup's object, partial writes, globals and manifest (missing ones are fine)."""
+CLEANUP_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds between attempts while storage is down
+
+
+def remove_stored(
+    store: Storage, record: BackupRecord, retry_delays: Sequence[float] = CLEANUP_RETRY_DELAYS
+) -> None:
+    """Remove a backup's object, partial writes (open multipart uploads), globals and
+    manifest; missing ones are fine. Storage errors are retried after the ``retry_delays``
+    (seconds, one budget for all keys), so a short outage still ends with nothing left."""
     keys = copies.stored_keys(record)
     keys += [record.storage_key + ".globals.sql", record.storage_key + ".globals.sql.age"]
+    delays = list(retry_delays)
     for key in keys:
-        try:
-            store.discard_partial(key)
-            store.delete(key)
-        except PgvaultError as exc:
-            log.warning("could not remove %s: %s", key, exc)
+        while True:
+            try:
+                store.discard_partial(key)
+                store.delete(key)
+                break
+            except PgvaultError as exc:
+                if not delays:
+                    log.warning("could not remove %s: %s", key, exc)
+                    break
+                delay = delays.pop(0)
+                log.info("removing %s failed (%s); retrying in %.0f s", key, exc, delay)
+                time.sleep(delay)
 
 
 def recover_interrupted(settings: Settings, catalog: Catalog) -> list[BackupRecord]:

@@ -150,6 +150,7 @@ class JobRunner:
             created_at=_now(),
         )
         live = _Live(job, threading.Event(), threading.Event())
+        self.forget_ended()
         with self._lock:
             if kind in EXCLUSIVE_KINDS and conn is not None:
                 live.lock_name = f"{conn.server_key()}/{conn.dbname}"
@@ -159,7 +160,7 @@ class JobRunner:
         thread = threading.Thread(
             target=self._run, args=(live, work), name=f"pgvault-job-{job.id}", daemon=True
         )
-        self._threads.append(thread)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return job.model_copy()
 

@@ -5,6 +5,7 @@ random ids) are not failures here, so ``positive_data_acceptance`` is left out."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from schemathesis.checks import (
 from support.apiserver import ApiServer, database_entry
 from support.pgcluster import PgCluster
 
+EXAMPLES = int(os.environ.get("PGVAULT_FUZZ_EXAMPLES", "12"))  # per operation
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -45,8 +47,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, pg18: PgCluster) -> Iterator[A
 
 
 def test_api_matches_its_schema(api: ApiServer) -> None:
-    """Every operation, 12 generated cases each (schemathesis's pytest plugin does not run on
-    pytest 9, so operations are driven through their hypothesis strategies here)."""
+    """Every operation, PGVAULT_FUZZ_EXAMPLES (default 12) generated cases each.
+
+    schemathesis's pytest plugin does not run on pytest 9 ('Function' has no '_nodeid'), so
+    operations are driven through their hypothesis strategies here."""
     schema = schemathesis.openapi.from_url(api.url + "/openapi.json")
     headers = {"Authorization": f"Bearer {api.token('owner')}"}
     failures: list[str] = []
@@ -57,7 +61,10 @@ def test_api_matches_its_schema(api: ApiServer) -> None:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
         )
         def check(case: Case) -> None:
             case.call_and_validate(base_url=api.url, headers=headers, checks=CHECKS)

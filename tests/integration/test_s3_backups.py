@@ -93,18 +93,20 @@ def test_s3_frozen_mid_backup_leaves_nothing(
     settings = load_settings(home=tmp_path / "home", storage_targets={"s3": target})
     done = threading.Event()
 
-    def freeze_for_a_while() -> None:
-        # wait for the first part to be under way, then freeze the server past the timeout
+    def freeze_once_running() -> None:
+        # Freeze the server as soon as the backup's row exists (its storage check already
+        # passed), so its first upload request hangs past the 2 s read timeout; thaw it a
+        # few seconds later, while the failed backup's cleanup is still retrying.
         deadline = time.monotonic() + 60
-        while not s3_env.open_uploads(bucket) and time.monotonic() < deadline:
-            if done.is_set():
+        while not done.is_set() and time.monotonic() < deadline:
+            if any(r.status == "running" for r in vault.catalog.list_backups()):
+                s3_env.pause()
+                time.sleep(4)
+                s3_env.resume()
                 return
-            time.sleep(0.05)
-        s3_env.pause()
-        time.sleep(3)
-        s3_env.resume()
+            time.sleep(0.02)
 
-    freezer = threading.Thread(target=freeze_for_a_while)
+    freezer = threading.Thread(target=freeze_once_running)
     freezer.start()
     try:
         with pytest.raises(BackupError):
@@ -125,11 +127,7 @@ def test_s3_frozen_mid_backup_leaves_nothing(
     [record] = vault.catalog.list_backups(include_deleted=True)
     assert record.status == "failed"
     assert "S3" in (record.error or "") or "timed out" in (record.error or ""), record.error
-    deadline = time.monotonic() + 30
-    while s3_env.open_uploads(bucket) and time.monotonic() < deadline:
-        storage.resolve(settings, "s3").discard_partial(record.storage_key)
-        time.sleep(0.5)
-    assert s3_env.open_uploads(bucket) == []
+    assert s3_env.open_uploads(bucket) == []  # pgvault's own cleanup aborted the upload
     assert list(storage.resolve(settings, "s3").list()) == []
     pg18.drop_database(db)
 

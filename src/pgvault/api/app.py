@@ -20,6 +20,7 @@ from pgvault.api import errors
 from pgvault.api.deps import Service
 from pgvault.api.middleware import AuditMiddleware
 from pgvault.api.routes import ROUTERS
+from pgvault.api.routes.operations import metrics_router
 from pgvault.catalog import Catalog
 from pgvault.config import Settings
 from pgvault.jobs import JobRunner
@@ -71,5 +72,6 @@ def create_app(
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
+    app.include_router(metrics_router)  # /metrics at the root, where Prometheus looks
     app.add_middleware(AuditMiddleware, catalog=catalog)
     return app

@@ -200,6 +200,12 @@ class DatabaseOut(BaseModel):
     restore_target: bool = Field(description="In this service's environment.")
     newest_backup: BackupOut | None = None
     newest_age_seconds: float | None = None
+    status: Literal["ok", "warning", "critical"] | None = Field(
+        default=None,
+        description="ok; warning: newest completed backup stale, shrunk or last run "
+        "interrupted; critical: last run failed or no completed backup.",
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the status is not ok.")
 
 
 class StatsOut(BaseModel):

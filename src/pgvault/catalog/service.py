@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -125,6 +125,16 @@ class LoginFailures(BaseModel):
     failures: int
     last_failure_at: datetime
     locked_until: datetime | None = None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """``value`` in UTC; times beyond the calendar's ends (year 1 at +14:00) are clamped."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @contextmanager
@@ -375,6 +385,7 @@ def list_audit_events(
 ) -> list[AuditEvent]:
     """Audit events, newest first, filtered; ``action`` matches as a substring."""
     c = audit_events.c
+    since, until = _utc(since), _utc(until)
     query = sa.select(audit_events).order_by(c.at.desc(), c.id.desc())
     if actor is not None:
         query = query.where(c.actor == actor)
@@ -428,6 +439,7 @@ def search_backups(
     """Backups newest first; ``deleted`` ones only when asked by ``status``;
     ``since``/``until`` bound ``started_at`` (UTC, until exclusive)."""
     c = backups.c
+    since, until = _utc(since), _utc(until)
     query = sa.select(backups).order_by(c.started_at.desc(), c.id.desc())
     for column, value in (
         (c.database, database),

@@ -11,6 +11,7 @@ from pgvault.api.routes.backups import router as backups_router
 from pgvault.api.routes.databases import router as databases_router
 from pgvault.api.routes.health import router as health_router
 from pgvault.api.routes.jobs import router as jobs_router
+from pgvault.api.routes.operations import router as operations_router
 from pgvault.api.routes.restores import router as restores_router
 from pgvault.api.routes.stats import router as stats_router
 from pgvault.api.routes.tokens import router as tokens_router
@@ -27,4 +28,5 @@ ROUTERS: list[APIRouter] = [
     jobs_router,
     stats_router,
     audit_router,
+    operations_router,
 ]

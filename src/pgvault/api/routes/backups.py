@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import AwareDatetime
 
 from pgvault import backups, databases, jobs, transfers
 from pgvault.api.deps import (
@@ -62,7 +63,8 @@ def start_backup(
     """Start a backup job (202 with the job and a ``Location``). ``wait=true`` blocks until
     it ends and answers the backup. The same ``Idempotency-Key`` within a day answers the
     same job instead of starting another."""
-    since = datetime.now().astimezone() - timedelta(hours=settings.api.idempotency_hours)
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=settings.api.idempotency_hours)
     job_id = idempotency_key and rows.idempotent_job(catalog, caller.actor, idempotency_key, since)
     if not job_id:
         target = databases.from_config(settings, body.database)
@@ -79,7 +81,6 @@ def start_backup(
         params = {**jobs.target_params(target), **body.model_dump(exclude_defaults=True)}
         job_id = jobs.start_backup(runner, backup_request, params=params).id
         if idempotency_key:
-            now = since + timedelta(hours=settings.api.idempotency_hours)
             job_id = rows.claim_idempotency_key(
                 catalog, caller.actor, idempotency_key, job_id, now, since
             )
@@ -102,10 +103,10 @@ def list_backups(
     environment: str | None = None,
     status: BackupStatusQ | None = None,
     trigger: TriggerQ | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     group_by: Annotated[str | None, Query(pattern="^day$")] = None,
 ) -> BackupsOut:
     """Backups newest first, filtered and paged; ``group_by=day`` adds per-day totals of

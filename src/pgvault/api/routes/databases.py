@@ -9,7 +9,7 @@ from typing import IO
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from pgvault import backups, databases, jobs, transfers
+from pgvault import backups, databases, jobs, monitoring, transfers
 from pgvault.api.deps import Caller, CatalogDep, RunnerDep, SettingsDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import BackupOut, DatabaseOut
@@ -21,8 +21,10 @@ CHUNK = 1024 * 1024
 
 
 def overview(settings: Settings, catalog: Catalog) -> list[DatabaseOut]:
-    """Each configured database with its environment and newest completed backup."""
+    """Each configured database with its environment, newest completed backup and health
+    status (:func:`pgvault.monitoring.health`)."""
     now = datetime.now(UTC)
+    status = {db.database: db for db in monitoring.health(settings, catalog, now).databases}
     found = []
     for name in sorted(settings.databases):
         target = databases.from_config(settings, name)
@@ -36,6 +38,8 @@ def overview(settings: Settings, catalog: Catalog) -> list[DatabaseOut]:
                 restore_target=target.environment == settings.environment,
                 newest_backup=BackupOut.of(newest[0]) if newest else None,
                 newest_age_seconds=(now - newest[0].started_at).total_seconds() if newest else None,
+                status=status[name].status if name in status else None,
+                reasons=status[name].reasons if name in status else [],
             )
         )
     return found

@@ -31,7 +31,7 @@ def list_jobs(
     runner: RunnerDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[JobOut]:
     """Jobs, newest first."""
     found = runner.list(status=status, limit=limit, offset=offset)
