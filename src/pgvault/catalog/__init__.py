@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,6 +44,33 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+HEAD_REVISION = "0003"
+"""The newest migration in ``migrations/versions`` (a unit test keeps it in step); a catalog
+already there opens without loading Alembic at all."""
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _migrate(engine: Engine) -> None:
+    """Upgrade to the newest schema, under an advisory lock on PostgreSQL (several pgvault
+    instances may start at once)."""
+    from alembic import command
+    from alembic.config import Config
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
 class Catalog:
     """Access to the catalog database. Create with :meth:`open`."""
 
@@ -61,13 +86,8 @@ class Catalog:
         """
         try:
             engine = _engine(url)
-            with engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-                config = Config()
-                config.set_main_option("script_location", str(MIGRATIONS))
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+            if _revision(engine) != HEAD_REVISION:
+                _migrate(engine)
         except SQLAlchemyError as exc:
             shown = make_url(url).render_as_string(hide_password=True)
             raise CatalogError(f"cannot open the catalog {shown}: {exc.__cause__ or exc}") from exc
