@@ -15,9 +15,9 @@ from typing import Annotated, Any, NoReturn, cast, get_args
 import typer
 
 from pgvault import backups, databases, doctor, restores, storage, verify
-from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.cli import ops, render, serve
+from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
 from pgvault.config import Settings, load_settings
 from pgvault.encryption import Decryptor, decryptor_from
@@ -35,7 +35,6 @@ app.add_typer(catalog_app, name="catalog")
 ops.register(app)  # prune, schedules, scheduler, history, health
 serve.register(app)  # serve, users, tokens, passkey-hash
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdentityOpt = Annotated[
     Path | None,
     typer.Option("--identity", help="age identity file (default PGVAULT_AGE_IDENTITY_FILE)."),
@@ -59,18 +58,6 @@ def main(
     fmt = "%(asctime)s " if verbose else ""
     logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
     ctx.obj = load_settings(config)
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    catalog = Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
-    return catalog
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -129,14 +116,14 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a database (or --all databases of a server) into a storage target."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     for option, allowed in (
         (dump_format, ("custom", "plain", "directory")),
         (compression, ("zstd", "gzip", "none")),
     ):
         if option is not None and option not in allowed:
             raise ConfigError(f"{option!r} is not one of {', '.join(allowed)}")
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
 
     def request(target: databases.DatabaseTarget) -> backups.BackupRequest:
         return backups.BackupRequest(
@@ -199,7 +186,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List backups, newest first (from the catalog, or --from-storage)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if from_storage:
         found = backups.stored_manifests(storage.resolve(settings, storage_name))
         chosen = [
@@ -212,7 +199,7 @@ def list_(
         return
     if status is not None and status not in get_args(BackupStatus):
         raise ConfigError(f"--status {status!r} is not one of {', '.join(get_args(BackupStatus))}")
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     records = catalog.list_backups(
         database=database,
         environment=environment,
@@ -267,7 +254,7 @@ def _render_backups(
 @app.command()
 def show(ctx: typer.Context, backup_id: str, as_json: JsonOpt = False) -> None:
     """Show everything the catalog knows about one backup."""
-    record = _catalog(_settings(ctx)).get_backup(backup_id)
+    record = open_catalog(settings_of(ctx)).get_backup(backup_id)
     if as_json:
         render.as_json(record)
         return
@@ -292,8 +279,8 @@ def download(
     identity: IdentityOpt = None,
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
-    settings = _settings(ctx)
-    catalog = _catalog(settings)
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
     record = catalog.get_backup(backup_id)
     written = backups.download(
         settings,
@@ -313,8 +300,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete a backup's stored files; its catalog row is kept as 'deleted'."""
-    settings = _settings(ctx)
-    catalog = _catalog(settings)
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
     record = catalog.get_backup(backup_id)
     if not yes:
         typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
@@ -325,7 +312,7 @@ def delete(
 @app.command()
 def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Per database: completed backups, total bytes, oldest and newest."""
-    rows = _catalog(_settings(ctx)).stats()
+    rows = open_catalog(settings_of(ctx)).stats()
     if as_json:
         render.as_json(rows)
         return
@@ -359,8 +346,8 @@ def verify_(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a backup's bytes and archive; --full also test-restores it."""
-    settings = _settings(ctx)
-    catalog = _catalog(settings)
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
     server_conn = None
     if full:
         server_conn = _server_of(settings, catalog.get_backup(backup_id), to)
@@ -418,7 +405,7 @@ def restore(
 ) -> None:
     """Restore a backup (or --file) into a database, safely: swap mode never touches the
     live database until the restored copy is proven."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")
     if leftovers or drop_leftover:
@@ -429,7 +416,7 @@ def restore(
         for name in restores.leftovers(server_conn):
             render.out.print(name)
         return
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     if to is None and database is None and backup_id is not None:
         database = catalog.get_backup(backup_id).database
         if database not in settings.databases:
@@ -495,7 +482,7 @@ def _show_plan(plan: restores.RestorePlan, as_json: bool) -> None:
 @app.command("doctor")
 def doctor_(ctx: typer.Context) -> None:
     """Check tools, catalog, storage and configured databases; exit 0 only if all is well."""
-    checks = doctor.run_checks(_settings(ctx))
+    checks = doctor.run_checks(settings_of(ctx))
     render.table(
         None,
         ("check", "ok", "detail"),
@@ -513,8 +500,10 @@ def catalog_rebuild(
     ] = None,
 ) -> None:
     """Rebuild the catalog from the manifests stored beside each backup."""
-    settings = _settings(ctx)
-    records = backups.rebuild_catalog(_catalog(settings), storage.resolve(settings, storage_name))
+    settings = settings_of(ctx)
+    records = backups.rebuild_catalog(
+        open_catalog(settings), storage.resolve(settings, storage_name)
+    )
     where = storage_name or settings.default_storage_location
     render.info(f"catalog rebuilt: {len(records)} backups from {where}")
 

@@ -10,24 +10,9 @@ from typing import Annotated
 
 import typer
 
-from pgvault import backups, monitoring, prune, scheduler, schedules
-from pgvault.catalog import Catalog
+from pgvault import monitoring, prune, scheduler, schedules
 from pgvault.cli import render
-from pgvault.config import Settings
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    catalog = Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
-    return catalog
+from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 
 
 def prune_(
@@ -47,9 +32,9 @@ def prune_(
 ) -> None:
     """Apply retention: delete the backups no rule keeps (stored files, copies, then the
     catalog row is marked deleted). Prints each backup's fate and the rule behind it."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     items = prune.apply(
-        settings, _catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
+        settings, open_catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
     )
     if as_json:
         render.as_json(items)
@@ -86,7 +71,7 @@ def schedules_(
     as_json: JsonOpt = False,
 ) -> None:
     """List the configured schedules and their next run times."""
-    infos = schedules.next_runs(_settings(ctx), count=count)
+    infos = schedules.next_runs(settings_of(ctx), count=count)
     if as_json:
         render.as_json(infos)
         return
@@ -111,11 +96,11 @@ def schedules_(
 def scheduler_(ctx: typer.Context) -> None:
     """Run the scheduled backups, restore drills, cleanup and freshness checks until
     SIGTERM (a running backup gets scheduler.shutdown_grace_seconds to finish)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     ours = logging.getLogger("pgvault")
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     render.info(f"scheduler running on catalog {catalog.describe()} (SIGTERM stops it)")
     scheduler.run_forever(settings, catalog)
 
@@ -127,7 +112,7 @@ def history_(
     as_json: JsonOpt = False,
 ) -> None:
     """Backups per day and database: completed, failed, interrupted, bytes."""
-    rows = monitoring.history(_catalog(_settings(ctx)), days=days, database=database)
+    rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
     if as_json:
         render.as_json(rows)
         return
@@ -151,8 +136,8 @@ def history_(
 
 def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Per database ok/warning/critical (freshness, size, last run); exit 1 unless all ok."""
-    settings = _settings(ctx)
-    report = monitoring.health(settings, _catalog(settings))
+    settings = settings_of(ctx)
+    report = monitoring.health(settings, open_catalog(settings))
     if as_json:
         render.as_json(report)
     else:

@@ -25,6 +25,7 @@ from pgvault import audit
 from pgvault.catalog import Catalog
 from pgvault.catalog import service as rows
 from pgvault.cli import render
+from pgvault.cli.common import settings_of
 from pgvault.config import Settings
 from pgvault.errors import ConfigError
 
@@ -42,14 +43,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens", no_args_is_help=True)
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 def _catalog(ctx: typer.Context) -> Catalog:
-    return Catalog.open(_settings(ctx).catalog_location)
+    return Catalog.open(settings_of(ctx).catalog_location)
 
 
 def _actor() -> str:
@@ -82,7 +77,7 @@ def serve(
     from pgvault.api import create_app
     from pgvault.tokens import load_secret
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     secret = load_secret(settings, dev=dev)
     if dev and settings.secret_key is None and settings.secret_key_file is None:
         render.info(
