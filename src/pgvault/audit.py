@@ -57,25 +57,5 @@ def record(
         log.error("audit event not written (%s %s by %s): %s", action, target, actor, exc)
 
 
-def search(
-    catalog: Catalog,
-    *,
-    actor: str | None = None,
-    action: str | None = None,
-    result: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[AuditEvent]:
-    """Events newest first; ``action`` matches as a substring (``restore``)."""
-    return rows.list_audit_events(
-        catalog,
-        actor=actor,
-        action=action,
-        result=result,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
+search = rows.list_audit_events
+"""Events newest first, filtered by actor, action (substring), result and time (UTC)."""
