@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgvault.config import DatabaseSettings, Settings
+from pgvault.config.settings import DatabaseSettings, Settings
 from pgvault.errors import ConfigError, Refused
 from pgvault.postgres import conninfo
 from pgvault.postgres.conninfo import ConnInfo

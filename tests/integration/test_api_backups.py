@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import databases, locks
+from pgvault import databases
+from pgvault.catalog import locks
 from support.apiserver import ApiServer, assert_error, database_entry, peak_memory
 from support.pgcluster import FreshPagila, PgCluster
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from pgvault import databases, locks, users
+from pgvault import databases
+from pgvault.catalog import locks
+from pgvault.service import users
 from support.apiserver import ApiServer, assert_error, database_entry, peak_memory
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, user_table_counts

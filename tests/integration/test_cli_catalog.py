@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import backups
-from pgvault.backups import BackupRequest
+from pgvault.backups import run as backups
+from pgvault.backups.run import BackupRequest
+from pgvault.dumps.layers import CUSTOM_MAGIC, ZSTD_MAGIC
 from pgvault.errors import BackupError
-from pgvault.pipeline import CUSTOM_MAGIC, ZSTD_MAGIC
 from support.pgcluster import FreshPagila, PgCluster, embedded_bindir
 from support.vault import Janitor, Vault
 

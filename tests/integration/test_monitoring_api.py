@@ -14,11 +14,12 @@ import httpx
 import pytest
 import uvicorn
 
-from pgvault import backups, databases
+from pgvault import databases
 from pgvault.api import create_app
 from pgvault.api.routes import operations
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
-from pgvault.config import load_settings
+from pgvault.config.settings import load_settings
 from support.apiserver import ApiServer
 from support.pgcluster import FreshPagila, PgCluster
 

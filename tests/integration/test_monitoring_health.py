@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pgvault import backups, databases, monitoring, prune
+from pgvault import databases
+from pgvault.backups import run as backups
 from pgvault.errors import BackupError
+from pgvault.operations import monitoring, prune
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault
 

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from pgvault import backups, databases, monitoring, notify, restores, schedules
-from pgvault.scheduler import Scheduler
+from pgvault import databases
+from pgvault.backups import run as backups
+from pgvault.operations import monitoring, notify, schedules
+from pgvault.operations.scheduler import Scheduler
+from pgvault.restores import run as restores
 from support.pgcluster import FreshPagila, PgCluster
 from support.receivers import Mailbox, Webhook, free_port, smtp_server, text_of, webhook
 from support.vault import Vault
@@ -133,12 +136,12 @@ def test_unreachable_or_bad_target_never_fails_the_backup(
         events=["backup_succeeded"],
     )
 
-    with caplog.at_level(logging.WARNING, logger="pgvault.notify"):
+    with caplog.at_level(logging.WARNING, logger="pgvault.operations.notify"):
         record = _run_nightly(vault)
 
     assert record is not None and record.status == "completed"
     assert len(hook.wait(1)) == 1, "the healthy target still got it"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "pgvault.notify"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pgvault.operations.notify"]
     assert any("not a valid apprise URL" in w for w in warnings), warnings
     assert any("not delivered" in w for w in warnings), warnings
     assert not any("nonsense://" in w or str(url) in w for w in warnings)

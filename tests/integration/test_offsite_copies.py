@@ -12,10 +12,13 @@ import pyrage
 import pytest
 import zstandard
 
-from pgvault import backups, databases, restores, verify
-from pgvault.config import load_settings
-from pgvault.encryption import Decryptor
+from pgvault import databases
+from pgvault.backups import run as backups
+from pgvault.config.settings import load_settings
+from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import ArchiveError, VerifyError
+from pgvault.operations import verify
+from pgvault.restores import run as restores
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault, unique_name

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import backups, restores
-from pgvault.backups import BackupRequest
-from pgvault.pipeline import CUSTOM_MAGIC, open_layers, sniff_layer
-from pgvault.restores import RestoreRequest
+from pgvault.backups import run as backups
+from pgvault.backups.run import BackupRequest
+from pgvault.dumps.layers import CUSTOM_MAGIC, open_layers, sniff_layer
+from pgvault.restores import run as restores
+from pgvault.restores.run import RestoreRequest
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, Vault, user_table_counts

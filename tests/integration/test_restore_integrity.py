@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import backups, restores
+from pgvault.backups import run as backups
 from pgvault.errors import RestoreError
+from pgvault.restores import run as restores
 from support.fingerprint import database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import backups, databases, restores
-from pgvault.backups import BackupRequest
+from pgvault import databases
+from pgvault.backups import run as backups
+from pgvault.backups.run import BackupRequest
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import load_settings
+from pgvault.config.settings import load_settings
 from pgvault.errors import NotFound, Refused, RestoreError
-from pgvault.restores import RestoreRequest
+from pgvault.restores import run as restores
+from pgvault.restores.run import RestoreRequest
 from support.fingerprint import Fingerprint, assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, Vault, error_line

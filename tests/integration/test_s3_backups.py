@@ -9,10 +9,13 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from pgvault import backups, copies, restores, storage
-from pgvault.config import StorageTargetSettings, load_settings
-from pgvault.encryption import Decryptor
+from pgvault import storage
+from pgvault.backups import copies
+from pgvault.backups import run as backups
+from pgvault.config.settings import StorageTargetSettings, load_settings
+from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import BackupError, StorageError
+from pgvault.restores import run as restores
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.s3server import MotoServer

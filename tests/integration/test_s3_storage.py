@@ -19,10 +19,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pgvault import backups, databases, restores, storage
+from pgvault import databases, storage
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
-from pgvault.config import StorageTargetSettings, load_settings
+from pgvault.config.settings import StorageTargetSettings, load_settings
 from pgvault.errors import ConfigError, NotFound, StorageError
+from pgvault.restores import run as restores
 from pgvault.storage.s3 import MiB, S3Storage
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster

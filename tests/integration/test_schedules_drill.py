@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgvault import schedules
-from pgvault.scheduler import SLOT_LABEL, Scheduler
+from pgvault.operations import schedules
+from pgvault.operations.scheduler import SLOT_LABEL, Scheduler
 from support.pgcluster import FreshPagila, PgCluster
 from support.receivers import webhook
 from support.vault import Vault

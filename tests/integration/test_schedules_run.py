@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pgvault import scheduler
 from pgvault.catalog.records import BackupRecord
+from pgvault.operations import scheduler
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from pgvault import backups, verify
-from pgvault.backups import BackupRequest
+from pgvault.backups import run as backups
+from pgvault.backups.run import BackupRequest
 from pgvault.errors import VerifyError
+from pgvault.operations import verify
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault, error_line
 

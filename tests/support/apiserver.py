@@ -21,10 +21,10 @@ import httpx
 import psutil
 import uvicorn
 
-from pgvault import tokens, users
 from pgvault.api import create_app
 from pgvault.catalog import Catalog
-from pgvault.config import Settings, load_settings
+from pgvault.config.settings import Settings, load_settings
+from pgvault.service import tokens, users
 from support.pgcluster import PgCluster
 
 SECRET = "test-secret-" + "x" * 40

@@ -17,7 +17,7 @@ from pathlib import Path
 from pgvault import databases
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import Settings, load_settings
+from pgvault.config.settings import Settings, load_settings
 from pgvault.databases import DatabaseTarget
 from support.pgcluster import PgCluster
 

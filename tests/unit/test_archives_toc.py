@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgvault.archives import CopyScanner, TocEntry, data_tables, object_counts, parse_toc
+from pgvault.dumps.toc import CopyScanner, TocEntry, data_tables, object_counts, parse_toc
 
 TOC = """\
 ;

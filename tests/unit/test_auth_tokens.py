@@ -12,13 +12,14 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from pgvault import guards, tokens, users
 from pgvault.catalog import Catalog
-from pgvault.config import Settings, load_settings
+from pgvault.config.settings import Settings, load_settings
 from pgvault.databases import DatabaseTarget
 from pgvault.errors import AlreadyExists, AuthError, ConfigError, Refused, Throttled
 from pgvault.postgres import conninfo
-from pgvault.tokens import Tokens
+from pgvault.restores import policy as guards
+from pgvault.service import tokens, users
+from pgvault.service.tokens import Tokens
 
 SECRET = "s" * 40
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgvault import names
-from pgvault.config import DEFAULT_NAME_TEMPLATE
+from pgvault.backups import naming as names
+from pgvault.config.settings import DEFAULT_NAME_TEMPLATE
 from pgvault.errors import ConfigError, StorageError
 
 SEEDS_TEMPLATE = "{app}-{environment}-on-{started:%Y-%m-%d-at-%I-%M-%S-%p}-{tz}.dump"

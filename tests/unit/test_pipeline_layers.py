@@ -13,8 +13,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgvault.errors import ArchiveError
-from pgvault.pipeline import (
+from pgvault.dumps.layers import (
     AGE_MAGIC,
     HashingReader,
     HashingWriter,
@@ -23,6 +22,7 @@ from pgvault.pipeline import (
     sniff_dump,
     sniff_layer,
 )
+from pgvault.errors import ArchiveError
 
 PLAIN = (
     b"--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"

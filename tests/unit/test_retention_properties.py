@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgvault import retention
 from pgvault.catalog.records import BackupRecord
-from pgvault.opsconfig import RetentionSettings
+from pgvault.config.operations import RetentionSettings
+from pgvault.operations import retention
 
 NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
 SPAN = timedelta(days=3 * 365)

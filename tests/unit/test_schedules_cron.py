@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pgvault import schedules
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
+from pgvault.operations import schedules
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pgvault import databases
-from pgvault.config import load_settings
+from pgvault.config.settings import load_settings
 from pgvault.errors import ConfigError, Refused
 
 TOML = """\

@@ -15,16 +15,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from pgvault import backups
 from pgvault.api import errors
 from pgvault.api.deps import Service
 from pgvault.api.middleware import AuditMiddleware
 from pgvault.api.routes import ROUTERS
 from pgvault.api.routes.operations import metrics_router
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
-from pgvault.jobs import JobRunner
-from pgvault.tokens import Tokens, load_secret
+from pgvault.config.settings import Settings
+from pgvault.service.jobs import JobRunner
+from pgvault.service.tokens import Tokens, load_secret
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def create_app(
 
     Args:
         catalog: an open catalog (default: open ``settings.catalog_location``).
-        secret: the signing secret (default: :func:`pgvault.tokens.load_secret`).
+        secret: the signing secret (default: :func:`pgvault.service.tokens.load_secret`).
         dev: allow a generated throwaway secret when none is configured.
 
     Raises:

@@ -19,11 +19,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.errors import AuthError, PermissionDenied
-from pgvault.jobs import JobRunner
-from pgvault.tokens import Principal, Tokens
-from pgvault.users import role_allows
+from pgvault.service.jobs import JobRunner
+from pgvault.service.tokens import Principal, Tokens
+from pgvault.service.users import role_allows
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pgvault import errors
-from pgvault.backups import Cancelled
+from pgvault.backups.run import Cancelled
 
 log = logging.getLogger(__name__)
 

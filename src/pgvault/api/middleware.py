@@ -14,8 +14,8 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgvault import audit
 from pgvault.catalog import Catalog
+from pgvault.service import audit
 
 AUDITED_READS = ("/download", "/dump", "/downloads/")
 

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pgvault.catalog.accounts import ApiTokenRecord, AuditEvent, JobRecord, Role, UserRecord
 from pgvault.catalog.records import BackupRecord, BackupStatus, RestoreRecord, Trigger
-from pgvault.catalog.service import ApiTokenRecord, AuditEvent, JobRecord, Role, UserRecord
 
 Name = Field(min_length=1, max_length=255)
 

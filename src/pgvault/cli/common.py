@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pgvault import backups
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -14,15 +14,18 @@ from typing import Annotated, Any, NoReturn, cast, get_args
 
 import typer
 
-from pgvault import backups, databases, doctor, restores, storage, verify
+from pgvault import databases, storage
+from pgvault.backups import run as backups
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.cli import ops, render, serve
 from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
-from pgvault.config import Settings, load_settings
-from pgvault.encryption import Decryptor, decryptor_from
+from pgvault.config.settings import Settings, load_settings
+from pgvault.dumps.encryption import Decryptor, decryptor_from
 from pgvault.errors import ConfigError, PgvaultError
+from pgvault.operations import doctor, verify
 from pgvault.postgres import conninfo
+from pgvault.restores import run as restores
 
 app = typer.Typer(
     help="PostgreSQL backups you can restore: streaming pg_dump, a catalog, safe restores.",

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from pgvault import monitoring, prune, scheduler, schedules
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, open_catalog, settings_of
+from pgvault.operations import monitoring, prune, scheduler, schedules
 
 
 def prune_(

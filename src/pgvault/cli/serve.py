@@ -4,30 +4,30 @@ Registered on the main app by :func:`register`. Passwords come from ``PGVAULT_PA
 or a prompt, never from argv; tokens are printed once. The service's libraries (the
 ``api`` extra) are imported only when these commands run.
 
-``serve`` runs the API on uvicorn and, when :mod:`pgvault.scheduler` exists, the scheduler
-in the same process: **scheduler hook** — ``pgvault.scheduler.start(settings, catalog)`` is
-called before uvicorn starts, and the object it returns, if it has ``stop()``/``shutdown()``,
-is stopped when uvicorn ends.
+``serve`` runs the API on uvicorn and the scheduler (:mod:`pgvault.operations.scheduler`)
+in the same process: the scheduler starts before uvicorn and is shut down when uvicorn ends.
 """
 
 from __future__ import annotations
 
 import getpass
-import importlib
 import logging
 import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgvault import audit
 from pgvault.catalog import Catalog
-from pgvault.catalog import service as rows
+from pgvault.catalog import accounts as rows
 from pgvault.cli import render
 from pgvault.cli.common import settings_of
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
+from pgvault.service import audit
+
+if TYPE_CHECKING:
+    from pgvault.operations.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def serve(
         bool, typer.Option("--dev", help="Allow a generated throwaway signing secret.")
     ] = False,
 ) -> None:
-    """Run the API (and the scheduler, when available) in one process."""
+    """Run the API and the scheduler in one process."""
     import uvicorn
 
     from pgvault.api import create_app
-    from pgvault.tokens import load_secret
+    from pgvault.service.tokens import load_secret
 
     settings = settings_of(ctx)
     secret = load_secret(settings, dev=dev)
@@ -91,34 +91,21 @@ def serve(
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
     finally:
-        _stop(scheduler)
+        scheduler.shutdown()
 
 
-def _start_scheduler(settings: Settings, catalog: Catalog) -> Any:
-    """SCHEDULER HOOK: start ``pgvault.scheduler`` when that module exists."""
-    try:
-        scheduler = importlib.import_module("pgvault.scheduler")
-    except ModuleNotFoundError:
-        return None
-    start = getattr(scheduler, "start", None)
-    if start is None:
-        return None
+def _start_scheduler(settings: Settings, catalog: Catalog) -> Scheduler:
+    """Start the scheduler of this service process (APScheduler threads)."""
+    from pgvault.operations import scheduler
+
     log.info("starting the scheduler")
-    return start(settings, catalog)
-
-
-def _stop(scheduler: Any) -> None:
-    for name in ("stop", "shutdown"):
-        method = getattr(scheduler, name, None)
-        if callable(method):
-            method()
-            return
+    return scheduler.start(settings, catalog)
 
 
 def passkey_hash() -> None:
     """Print the argon2 hash of a restore passkey (PGVAULT_PASSKEY or a prompt) for the
     config's ``restore_passkey_hash``."""
-    from pgvault import users
+    from pgvault.service import users
 
     hashed = users.hash_secret(_secret_from("PGVAULT_PASSKEY", "Restore passkey"))
     sys.stdout.write(hashed + "\n")
@@ -134,7 +121,7 @@ def users_create(
     role: Annotated[str, typer.Option(help="viewer, operator, admin or owner.")] = "viewer",
 ) -> None:
     """Create a user; the password comes from PGVAULT_PASSWORD or a prompt."""
-    from pgvault import users
+    from pgvault.service import users
 
     catalog = _catalog(ctx)
     password = _secret_from("PGVAULT_PASSWORD", f"Password for {name}")
@@ -146,7 +133,7 @@ def users_create(
 @users_app.command("list")
 def users_list(ctx: typer.Context) -> None:
     """List users."""
-    from pgvault import users
+    from pgvault.service import users
 
     render.table(
         None,
@@ -165,7 +152,7 @@ def users_list(ctx: typer.Context) -> None:
 
 
 def _change(ctx: typer.Context, name: str, action: str, **changes: Any) -> None:
-    from pgvault import users
+    from pgvault.service import users
 
     catalog = _catalog(ctx)
     users.update(catalog, name, **changes)
@@ -209,7 +196,7 @@ def tokens_create(
     expires_days: Annotated[int | None, typer.Option(help="Expire after N days.")] = None,
 ) -> None:
     """Create an API token and print it (only this once)."""
-    from pgvault import tokens
+    from pgvault.service import tokens
 
     catalog = _catalog(ctx)
     plain, record = tokens.create_api_token(
@@ -246,7 +233,7 @@ def tokens_list(ctx: typer.Context) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(ctx: typer.Context, token_id: str) -> None:
     """Revoke an API token at once."""
-    from pgvault import tokens
+    from pgvault.service import tokens
 
     catalog = _catalog(ctx)
     tokens.revoke_api_token(catalog, token_id)

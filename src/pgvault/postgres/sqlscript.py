@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pgvault.pipeline import Sink
+from pgvault.dumps.layers import Sink
 
 _SET_LINE = re.compile(rb"^SET\s+([A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|TO)\s.*;\s*$")
 _COPY_START = re.compile(rb"^COPY\s.*\sFROM\s+stdin;\s*$")

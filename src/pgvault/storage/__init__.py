@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from pgvault.config import Settings, StorageTargetSettings
+from pgvault.config.settings import Settings, StorageTargetSettings
 from pgvault.errors import ConfigError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 

@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import IO, Any
 
-from pgvault.config import StorageTargetSettings
+from pgvault.config.settings import StorageTargetSettings
 from pgvault.errors import ConfigError, NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from pgvault import audit
 from pgvault.api.deps import CatalogDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import AuditOut
+from pgvault.service import audit
 
 router = APIRouter(tags=["audit"], responses=ERRORS, dependencies=[require_role("admin")])
 

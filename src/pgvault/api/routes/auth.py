@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from pgvault import users
 from pgvault.api.deps import Caller, CatalogDep, SettingsDep, TokensDep, client_address
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import (
@@ -19,7 +18,8 @@ from pgvault.api.schemas import (
     UserOut,
 )
 from pgvault.errors import ConfigError
-from pgvault.tokens import TokenPair
+from pgvault.service import users
+from pgvault.service.tokens import TokenPair
 
 router = APIRouter(tags=["auth"], responses=ERRORS)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
-from pgvault import backups, databases, jobs, transfers
+from pgvault import databases
 from pgvault.api.deps import (
     Caller,
     CatalogDep,
@@ -32,9 +32,12 @@ from pgvault.api.schemas import (
     JobOut,
     TriggerQ,
 )
-from pgvault.catalog import service as rows
+from pgvault.backups import run as backups
+from pgvault.backups import uploads as transfers
+from pgvault.catalog import accounts as rows
 from pgvault.catalog.records import BackupRecord
-from pgvault.encryption import decryptor_from
+from pgvault.dumps.encryption import decryptor_from
+from pgvault.service import jobs
 
 router = APIRouter(tags=["backups"], responses=ERRORS)
 STREAM: dict[int | str, dict[str, Any]] = {

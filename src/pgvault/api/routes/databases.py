@@ -9,12 +9,16 @@ from typing import IO
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from pgvault import backups, databases, jobs, monitoring, transfers
+from pgvault import databases
 from pgvault.api.deps import Caller, CatalogDep, RunnerDep, SettingsDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import BackupOut, DatabaseOut
+from pgvault.backups import run as backups
+from pgvault.backups import uploads as transfers
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
+from pgvault.operations import monitoring
+from pgvault.service import jobs
 
 router = APIRouter(tags=["databases"], responses=ERRORS)
 CHUNK = 1024 * 1024
@@ -22,7 +26,7 @@ CHUNK = 1024 * 1024
 
 def overview(settings: Settings, catalog: Catalog) -> list[DatabaseOut]:
     """Each configured database with its environment, newest completed backup and health
-    status (:func:`pgvault.monitoring.health`)."""
+    status (:func:`pgvault.operations.monitoring.health`)."""
     now = datetime.now(UTC)
     status = {db.database: db for db in monitoring.health(settings, catalog, now).databases}
     found = []

@@ -20,8 +20,8 @@ from pgvault.api.routes._common import ERRORS
 from pgvault.api.routes.databases import overview
 from pgvault.api.schemas import HealthOut
 from pgvault.catalog import Catalog
-from pgvault.catalog import service as rows
-from pgvault.config import Settings
+from pgvault.catalog import accounts as rows
+from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
 from pgvault.postgres import tools
 

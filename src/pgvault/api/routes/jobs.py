@@ -13,10 +13,10 @@ from fastapi.responses import StreamingResponse
 from pgvault.api.deps import Caller, RunnerDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import JobOut
-from pgvault.catalog.service import JobStatus
+from pgvault.catalog.accounts import JobStatus
 from pgvault.errors import PermissionDenied
-from pgvault.jobs import ENDED, JobRunner
-from pgvault.users import role_allows
+from pgvault.service.jobs import ENDED, JobRunner
+from pgvault.service.users import role_allows
 
 router = APIRouter(tags=["jobs"], responses=ERRORS)
 EVENT_EVERY = 0.5  # seconds between progress checks of an event stream

@@ -21,12 +21,12 @@ from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from pgvault import monitoring, prune, schedules
 from pgvault.api.deps import CatalogDep, SettingsDep, require_role
 from pgvault.api.routes import health
 from pgvault.api.routes._common import ERRORS
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
+from pgvault.operations import monitoring, prune, schedules
 
 router = APIRouter(tags=["operations"], responses=ERRORS)
 metrics_router = APIRouter(tags=["operations"], responses=ERRORS)

@@ -6,12 +6,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile, status
 
-from pgvault import databases, guards, jobs, restores, transfers
+from pgvault import databases
 from pgvault.api.deps import Caller, CatalogDep, RunnerDep, SettingsDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import ErrorBody, JobOut, RestoreIn
-from pgvault.encryption import decryptor_from
+from pgvault.backups import uploads as transfers
+from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import TooLarge
+from pgvault.restores import policy as guards
+from pgvault.restores import run as restores
+from pgvault.service import jobs
 
 router = APIRouter(tags=["restores"], responses=ERRORS, dependencies=[require_role("admin")])
 TOO_LARGE: dict[int | str, dict[str, Any]] = {

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from pgvault import tokens
 from pgvault.api.deps import Caller, CatalogDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import TokenCreatedOut, TokenIn, TokenOut
-from pgvault.catalog import service as rows
+from pgvault.catalog import accounts as rows
+from pgvault.service import tokens
 
 router = APIRouter(tags=["tokens"], responses=ERRORS, dependencies=[require_role("owner")])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from pgvault import users
 from pgvault.api.deps import Caller, CatalogDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import UserIn, UserOut, UserPatchIn
+from pgvault.service import users
 
 router = APIRouter(tags=["users"], responses=ERRORS, dependencies=[require_role("owner")])
 

@@ -29,11 +29,11 @@ from typing import Any, Literal
 import jwt
 
 from pgvault.catalog import Catalog
-from pgvault.catalog import service as rows
-from pgvault.catalog.service import ApiTokenRecord, RefreshTokenRecord, Role, UserRecord
-from pgvault.config import Settings
+from pgvault.catalog import accounts as rows
+from pgvault.catalog.accounts import ApiTokenRecord, RefreshTokenRecord, Role, UserRecord
+from pgvault.config.settings import Settings
 from pgvault.errors import AuthError, ConfigError, NotFound
-from pgvault.users import check_role
+from pgvault.service.users import check_role
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from functools import partial
 
 from pgvault import databases, storage
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
 from pgvault.postgres import server, tools
 

@@ -3,7 +3,7 @@
 
 Exactly once, across processes. Each backup run belongs to a *slot*: the schedule's newest
 fire time at or before the moment it runs (UTC). A run takes the lock
-``scheduled:<database>:<schedule>`` (:func:`pgvault.locks.exclusive`: a PostgreSQL advisory
+``scheduled:<database>:<schedule>`` (:func:`pgvault.catalog.locks.exclusive`: a PostgreSQL advisory
 lock when several instances share a PostgreSQL catalog), then looks in the catalog for a
 backup labelled ``schedule=<name>, scheduled_for=<slot>``; only if there is none does it run
 the backup, whose row (carrying those labels) is written before the lock is released. So
@@ -39,16 +39,19 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pgvault import backups, databases, locks, monitoring, names, notify, prune, verify
-from pgvault.backups import BackupRequest, Cancelled
-from pgvault.catalog import Catalog
+from pgvault import databases
+from pgvault.backups import naming as names
+from pgvault.backups import run as backups
+from pgvault.backups.run import BackupRequest, Cancelled
+from pgvault.catalog import Catalog, locks
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import Settings
-from pgvault.encryption import decryptor_from
+from pgvault.config.settings import Settings
+from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import BackupError, Busy, PgvaultError
+from pgvault.operations import monitoring, notify, prune, verify
+from pgvault.operations.retention import SCHEDULE_LABEL
+from pgvault.operations.schedules import Schedule, configured, latest_fire_time
 from pgvault.postgres import conninfo
-from pgvault.retention import SCHEDULE_LABEL
-from pgvault.schedules import Schedule, configured, latest_fire_time
 
 log = logging.getLogger(__name__)
 

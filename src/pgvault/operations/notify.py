@@ -1,7 +1,7 @@
 """Notifications through apprise (https://github.com/caronc/apprise): email (``mailto://``,
 ``mailtos://``), Slack, Discord, Telegram, Microsoft Teams, generic JSON webhooks, ...
 
-Events (:data:`pgvault.opsconfig.NotifyEvent`): ``backup_failed`` (on by default),
+Events (:data:`pgvault.config.operations.NotifyEvent`): ``backup_failed`` (on by default),
 ``backup_succeeded`` (opt-in), ``restore_started``, ``restore_finished``, ``restore_failed``,
 ``verify_failed``, ``freshness_lost``. A message carries the database, its environment, the
 backup's size and duration, the error line and, when ``notifications.public_url`` is set, a
@@ -18,8 +18,8 @@ import logging
 from dataclasses import dataclass
 
 from pgvault.catalog.records import BackupRecord, RestoreRecord
-from pgvault.config import Settings
-from pgvault.opsconfig import NotifyEvent
+from pgvault.config.operations import NotifyEvent
+from pgvault.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

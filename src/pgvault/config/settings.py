@@ -29,8 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pgvault.errors import ConfigError
-from pgvault.opsconfig import (
+from pgvault.config.operations import (
     DatabaseNotifySettings,
     FreshnessSettings,
     NotificationSettings,
@@ -39,6 +38,7 @@ from pgvault.opsconfig import (
     ScheduleSettings,
     VerifyScheduleSettings,
 )
+from pgvault.errors import ConfigError
 
 DumpFormat = Literal["custom", "plain", "directory"]
 CompressionMethod = Literal["zstd", "gzip", "none"]

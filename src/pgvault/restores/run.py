@@ -27,17 +27,22 @@ from typing import IO
 
 import psycopg
 
-from pgvault import archives, backups, copies, names, notify, storage
+from pgvault import storage
+from pgvault.backups import copies
+from pgvault.backups import naming as names
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord, RestoreRecord
-from pgvault.config import RestoreMode, Settings
+from pgvault.config.settings import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget, check_environment
+from pgvault.dumps import toc as archives
+from pgvault.dumps.layers import DecryptHook, HashingReader, open_layers
 from pgvault.errors import ArchiveError, NotFound, PgvaultError, Refused, RestoreError
-from pgvault.loading import LoadOptions, LoadResult, Source, Tools, default_jobs, load
-from pgvault.pipeline import DecryptHook, HashingReader, open_layers
+from pgvault.operations import notify
 from pgvault.postgres import runner, server, tools
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.restores.loading import LoadOptions, LoadResult, Source, Tools, default_jobs, load
 
 log = logging.getLogger(__name__)
 

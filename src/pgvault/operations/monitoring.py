@@ -26,12 +26,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pgvault import schedules
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backups, restores
-from pgvault.config import Settings
-from pgvault.opsconfig import DEFAULT_MAX_STALENESS_HOURS
+from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
+from pgvault.config.settings import Settings
+from pgvault.operations import schedules
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}

@@ -16,9 +16,9 @@ from typing import Literal
 
 from apscheduler.triggers.cron import CronTrigger
 
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
-from pgvault.retention import zone
+from pgvault.operations.retention import zone
 
 Kind = Literal["backup", "verify", "prune"]
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")

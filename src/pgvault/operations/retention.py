@@ -2,9 +2,9 @@
 
 :func:`decide` answers, for one scope (a database's backups, or one schedule's), which rows
 to keep and why; :func:`decide_database` splits a database's history into its scopes and
-adds the database-wide safety rules. :mod:`pgvault.prune` applies the answer.
+adds the database-wide safety rules. :mod:`pgvault.operations.prune` applies the answer.
 
-Rules of a :class:`~pgvault.opsconfig.RetentionSettings` policy, combined by union (a
+Rules of a :class:`~pgvault.config.operations.RetentionSettings` policy, combined by union (a
 completed backup is kept if *any* rule keeps it):
 
 * ``keep_last`` N: the N newest completed backups;
@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgvault.catalog.records import BackupRecord
+from pgvault.config.operations import RetentionSettings
 from pgvault.errors import ConfigError
-from pgvault.opsconfig import RetentionSettings
 
 SCHEDULE_LABEL = "schedule"
 """Label carrying the name of the schedule that made a backup."""

@@ -1,5 +1,5 @@
 """Settings of unattended operation: schedules, retention, restore drills, freshness rules,
-notifications and the scheduler itself. Nested into :mod:`pgvault.config`'s models.
+notifications and the scheduler itself. Nested into :mod:`pgvault.config.settings`'s models.
 
 Shape in ``pgvault.toml`` (every key optional; env overrides with ``PGVAULT_`` and ``__``,
 e.g. ``PGVAULT_DATABASES__APP__SCHEDULES__DAILY__ENABLED=false``)::

@@ -31,9 +31,9 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from pgvault.catalog import Catalog
-from pgvault.catalog import service as rows
-from pgvault.catalog.service import LoginFailures, Role, UserRecord
-from pgvault.config import Settings
+from pgvault.catalog import accounts as rows
+from pgvault.catalog.accounts import LoginFailures, Role, UserRecord
+from pgvault.config.settings import Settings
 from pgvault.errors import (
     AlreadyExists,
     AuthError,

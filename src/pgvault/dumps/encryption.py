@@ -18,8 +18,8 @@ from typing import IO, Any, cast
 
 import pyrage
 
+from pgvault.dumps.layers import Sink
 from pgvault.errors import ArchiveError, ConfigError
-from pgvault.pipeline import Sink
 
 _QUEUE_CHUNKS = 8
 _END = b""
@@ -197,7 +197,7 @@ class _DecryptingReader(io.RawIOBase):
 
 
 class Decryptor:
-    """A :class:`pgvault.pipeline.DecryptHook` holding the identities of one key file."""
+    """A :class:`pgvault.dumps.layers.DecryptHook` holding the identities of one key file."""
 
     def __init__(self, identities: list[Any]) -> None:
         self._identities = identities

@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.errors import Refused
-from pgvault.users import verify_secret
+from pgvault.service.users import verify_secret
 
 
 def check_restore(

@@ -1,7 +1,6 @@
 """The service's catalog rows (users, tokens, jobs, audit, idempotency, login failures).
 
-Typed records and the small queries the service's domain modules (:mod:`pgvault.users`,
-:mod:`pgvault.tokens`, :mod:`pgvault.jobs`, :mod:`pgvault.audit`) need, kept apart from
+Typed records and the small queries the service's domain modules need, kept apart from
 :class:`~pgvault.catalog.Catalog` so that class stays about backups. Times are aware UTC
 datetimes; secrets are only ever stored as hashes (argon2 for passwords, sha256 hex for
 high-entropy tokens).

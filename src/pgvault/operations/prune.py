@@ -1,4 +1,4 @@
-"""Applying retention: decide with :mod:`pgvault.retention`, then delete, in a safe order.
+"""Applying retention: decide with :mod:`~pgvault.operations.retention`, then delete safely.
 
 A deletion removes, in this order: the stored object, its globals and its manifest on the
 primary target, then the same pieces on every copy (each copy row marked ``deleted``), and
@@ -14,12 +14,14 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pgvault import copies, locks, retention, storage
-from pgvault.catalog import Catalog
+from pgvault import storage
+from pgvault.backups import copies
+from pgvault.catalog import Catalog, locks
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import Settings
+from pgvault.config.operations import RetentionSettings
+from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
-from pgvault.opsconfig import RetentionSettings
+from pgvault.operations import retention
 
 log = logging.getLogger(__name__)
 

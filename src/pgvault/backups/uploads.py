@@ -19,13 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from pgvault import archives, backups, copies, names, storage
+from pgvault import storage
+from pgvault.backups import copies
+from pgvault.backups import naming as names
+from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
+from pgvault.dumps import toc as archives
+from pgvault.dumps.layers import DecryptHook, HashingWriter, open_layers, sniff_layer
 from pgvault.errors import ArchiveError, NotFound, PgvaultError, TooLarge
-from pgvault.pipeline import DecryptHook, HashingWriter, open_layers, sniff_layer
 from pgvault.postgres import tools
 
 log = logging.getLogger(__name__)

@@ -26,15 +26,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgvault import backups, locks, restores, verify
-from pgvault.catalog import Catalog
-from pgvault.catalog import service as rows
-from pgvault.catalog.service import JobKind, JobRecord
-from pgvault.config import Settings
+from pgvault.backups import run as backups
+from pgvault.catalog import Catalog, locks
+from pgvault.catalog import accounts as rows
+from pgvault.catalog.accounts import JobKind, JobRecord
+from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
+from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import Busy, NotFound, PgvaultError
-from pgvault.pipeline import DecryptHook
+from pgvault.operations import verify
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.restores import run as restores
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pgvault import storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupCopy, BackupRecord, manifest_key_for
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
+from pgvault.dumps.layers import HashingWriter, copy_stream
 from pgvault.errors import NotFound, PgvaultError, StorageError
-from pgvault.pipeline import HashingWriter, copy_stream
 from pgvault.storage import Storage
 
 log = logging.getLogger(__name__)

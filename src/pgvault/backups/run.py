@@ -27,14 +27,16 @@ from pathlib import Path
 
 import psutil
 
-from pgvault import archives, copies, locks, names, storage
-from pgvault.catalog import Catalog
+from pgvault import storage
+from pgvault.backups import copies
+from pgvault.backups import naming as names
+from pgvault.catalog import Catalog, locks
 from pgvault.catalog.records import BackupRecord, Trigger, manifest_key_for
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.encryption import Encryptor, parse_recipients
-from pgvault.errors import BackupError, Busy, PgvaultError, StorageError
-from pgvault.pipeline import (
+from pgvault.dumps import toc as archives
+from pgvault.dumps.encryption import Encryptor, parse_recipients
+from pgvault.dumps.layers import (
     DecryptHook,
     HashingWriter,
     Stage,
@@ -42,6 +44,7 @@ from pgvault.pipeline import (
     copy_stream,
     open_layers,
 )
+from pgvault.errors import BackupError, Busy, PgvaultError, StorageError
 from pgvault.postgres import runner, server, tools
 from pgvault.postgres.commands import pg_dump_command, pg_dumpall_globals_command
 from pgvault.postgres.conninfo import ConnInfo

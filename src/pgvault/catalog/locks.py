@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from pgvault.catalog import Catalog
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
 
 
 def lock_key(name: str) -> int:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from pgvault.archives import toc_from_path, toc_from_stream
+from pgvault.dumps.layers import DecryptHook, OpenedDump, copy_stream, open_layers
+from pgvault.dumps.toc import toc_from_path, toc_from_stream
 from pgvault.errors import ArchiveError, RestoreError
-from pgvault.pipeline import DecryptHook, OpenedDump, copy_stream, open_layers
 from pgvault.postgres.commands import pg_restore_command, psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child

@@ -17,15 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
-from pgvault import archives, restores, storage
+from pgvault import storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
-from pgvault.config import Settings
+from pgvault.config.settings import Settings
+from pgvault.dumps import toc as archives
+from pgvault.dumps.layers import DecryptHook, HashingReader, open_layers
 from pgvault.errors import ArchiveError, PgvaultError, VerifyError
-from pgvault.loading import LoadOptions, Source, load
-from pgvault.pipeline import DecryptHook, HashingReader, open_layers
 from pgvault.postgres import server, tools
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.restores import run as restores
+from pgvault.restores.loading import LoadOptions, Source, load
 
 log = logging.getLogger(__name__)
 
