@@ -1,30 +1,34 @@
-"""The exception tree of pgvault.
+"""The exception tree of pgvault, and the exit code of each class.
 
-Every error pgvault raises on purpose derives from :class:`PgvaultError`, whose
-message is one line that says what went wrong and what to do. Shells (the CLI,
-later the API) map these classes to exit codes and HTTP statuses in one place.
+Every error pgvault raises on purpose derives from :class:`PgvaultError`, whose message is one
+line that says what went wrong and what to do, in words that fit every shell (it never names a
+command-line flag: the CLI adds its own hints). Library code raises these, never ``ValueError``;
+third-party errors are translated at the boundary (``raise StorageError(...) from exc``).
+The CLI maps a class to its exit code through :data:`EXIT_CODES` (:func:`exit_code`), the API
+to an HTTP status in ``pgvault.api.errors``: each in exactly one place.
 
 ::
 
-    PgvaultError
-    ├── ConfigError          bad settings, bad arguments, unknown database name
-    │   └── AlreadyExists    the name is taken (a user, the first owner)
-    ├── ToolError            a PostgreSQL client tool is missing, too old, or failed
-    ├── ConnectionFailed     the server cannot be reached or refused the credentials
-    ├── DatabaseError        a query on a backed-up or restored server failed
-    ├── StorageError         a storage target failed (missing, unwritable, I/O error)
-    ├── CatalogError         the catalog database failed
-    ├── NotFound             no such backup, object or database
-    ├── ArchiveError         a file is not a dump pgvault can read, or is corrupt
-    ├── BackupError          a backup run failed (carries the pg_dump stderr tail)
-    ├── RestoreError         a restore failed; the live database was left as it was
-    ├── VerifyError          a verification found a mismatch
-    ├── Refused              a guard refused the operation (environment, confirmation)
-    ├── Busy                 the same work is already running (per-database lock held)
-    ├── TooLarge             an upload is over the configured size limit
-    └── AuthError            missing, bad or expired credentials (the service)
-        ├── PermissionDenied the caller's role is too low for the operation
-        └── Throttled        too many failed logins: refused for a while
+    PgvaultError                   exit  1
+    ├── ConfigError                      2  bad settings, bad arguments, unknown database name
+    │   └── AlreadyExists                2  the name is taken (a user, the first owner)
+    ├── ToolError                        3  a PostgreSQL client tool is missing, too old, or failed
+    ├── ConnectionFailed                 4  the server cannot be reached or refused the credentials
+    ├── DatabaseError                    4  a query on a backed-up or restored server failed
+    ├── StorageError                     5  a storage target failed (missing, unwritable, I/O error)
+    ├── CatalogError                     5  the catalog database failed
+    ├── NotFound                         6  no such backup, object or database
+    ├── ArchiveError                     7  not a dump pgvault can read, cut short, or corrupt
+    ├── BackupError                      8  a backup run failed (carries the pg_dump stderr tail)
+    ├── RestoreError                     9  a restore failed; the live database was left as it was
+    ├── VerifyError                     10  a verification found a mismatch
+    ├── Refused                         11  a guard refused (environment, confirmation, passkey)
+    ├── Busy                            12  the same work is already running (a lock is held)
+    ├── AuthError                       13  missing, bad or expired credentials (the service)
+    │   ├── PermissionDenied            13  the caller's role is too low for the operation
+    │   └── Throttled                   13  too many failed attempts: refused for a while
+    ├── TooLarge                        14  an upload is over the configured size limit
+    └── Cancelled                      130  the caller asked the run to stop (as for SIGINT)
 """
 
 from __future__ import annotations
@@ -33,116 +37,117 @@ from __future__ import annotations
 class PgvaultError(Exception):
     """Root of pgvault's errors; ``str(err)`` is the one-line message for users."""
 
-    exit_code = 1
-
 
 class ConfigError(PgvaultError):
     """Invalid settings or arguments."""
-
-    exit_code = 2
 
 
 class AlreadyExists(ConfigError):
     """The thing to create exists already (a user name; ``setup`` after the first user)."""
 
-    exit_code = 2
-
 
 class ToolError(PgvaultError):
     """A PostgreSQL client tool is missing, unsuitable, or exited with an error."""
-
-    exit_code = 3
 
 
 class ConnectionFailed(PgvaultError):
     """A PostgreSQL server cannot be reached, or refused the credentials."""
 
-    exit_code = 4
-
 
 class DatabaseError(PgvaultError):
     """A query on a backed-up or restored server failed."""
-
-    exit_code = 4
 
 
 class StorageError(PgvaultError):
     """A storage target cannot be read or written."""
 
-    exit_code = 5
-
 
 class CatalogError(PgvaultError):
     """The catalog database cannot be opened, migrated or written."""
-
-    exit_code = 5
 
 
 class NotFound(PgvaultError):
     """No such backup, stored object or database."""
 
-    exit_code = 6
-
 
 class ArchiveError(PgvaultError):
     """A file is not a dump pgvault can read, or its bytes do not match the catalog."""
-
-    exit_code = 7
 
 
 class BackupError(PgvaultError):
     """A backup run failed; the catalog row is marked ``failed``."""
 
-    exit_code = 8
-
 
 class RestoreError(PgvaultError):
     """A restore failed; the live database was left as it was."""
-
-    exit_code = 9
 
 
 class VerifyError(PgvaultError):
     """A verification found that a backup does not match what the catalog recorded."""
 
-    exit_code = 10
-
 
 class Refused(PgvaultError):
-    """A safety guard refused the operation (environment guard, confirmation)."""
-
-    exit_code = 11
+    """A safety guard refused the operation (environment, confirmation, passkey, recency)."""
 
 
 class Busy(PgvaultError):
     """The same work (a backup of this database, a scheduled job) is already running."""
 
-    exit_code = 12
-
-
-class TooLarge(PgvaultError):
-    """An upload is larger than the configured limit (``api.max_upload_bytes``)."""
-
-    exit_code = 2
-
 
 class AuthError(PgvaultError):
     """Missing, malformed, expired or revoked credentials; or a wrong password."""
-
-    exit_code = 13
 
 
 class PermissionDenied(AuthError):
     """The caller is known but its role is too low for the operation."""
 
-    exit_code = 13
-
 
 class Throttled(AuthError):
-    """Too many failed logins for a user or an address: refused until ``retry_after``."""
-
-    exit_code = 13
+    """Too many failed attempts (logins, passkeys): refused for ``retry_after`` seconds."""
 
     def __init__(self, message: str, retry_after: int = 60) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooLarge(PgvaultError):
+    """An upload is larger than the configured limit (``api.max_upload_bytes``)."""
+
+
+class Cancelled(PgvaultError):
+    """The caller asked the run to stop (a job cancelled, the scheduler shutting down)."""
+
+
+EXIT_CODES: dict[type[PgvaultError], int] = {
+    PgvaultError: 1,
+    ConfigError: 2,
+    AlreadyExists: 2,
+    ToolError: 3,
+    ConnectionFailed: 4,
+    DatabaseError: 4,
+    StorageError: 5,
+    CatalogError: 5,
+    NotFound: 6,
+    ArchiveError: 7,
+    BackupError: 8,
+    RestoreError: 9,
+    VerifyError: 10,
+    Refused: 11,
+    Busy: 12,
+    AuthError: 13,
+    PermissionDenied: 13,
+    Throttled: 13,
+    TooLarge: 14,
+    Cancelled: 130,
+}
+"""Exit code of each class (the README's table is this one); subclasses not listed take
+their nearest listed base's code."""
+
+
+def exit_code(exc: PgvaultError) -> int:
+    """The process exit code for ``exc``: its class's entry in :data:`EXIT_CODES`, else the
+    nearest base class's."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1

@@ -13,7 +13,7 @@ from pgvault.backups import run as backups
 from pgvault.backups.run import BackupRequest
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import load_settings
-from pgvault.errors import NotFound, Refused, RestoreError
+from pgvault.errors import EXIT_CODES, NotFound, Refused, RestoreError
 from pgvault.restores import run as restores
 from pgvault.restores.run import RestoreRequest
 from support.fingerprint import Fingerprint, assert_same_database, database_fingerprint
@@ -117,7 +117,7 @@ def test_cli_restore_of_a_cut_short_dump_file_changes_nothing(
     )
 
     line = error_line(done, alone=False)  # after progress lines
-    assert done.returncode == RestoreError.exit_code
+    assert done.returncode == EXIT_CODES[RestoreError]
     assert "nothing changed" in line
     if cut == "after-data":
         assert "cut short" in line

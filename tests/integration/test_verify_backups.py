@@ -7,7 +7,7 @@ import pytest
 
 from pgvault.backups import run as backups
 from pgvault.backups.run import BackupRequest
-from pgvault.errors import VerifyError
+from pgvault.errors import EXIT_CODES, VerifyError
 from pgvault.operations import verify
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault, error_line
@@ -80,5 +80,5 @@ def test_quick_verify_fails_after_one_corrupted_byte(
     vault.close()
     done = vault.cli("verify", record.id, cluster=pg18)
     line = error_line(done)
-    assert done.returncode == VerifyError.exit_code
+    assert done.returncode == EXIT_CODES[VerifyError]
     assert "failed verification" in line

@@ -58,7 +58,7 @@ def test_add_get_and_save(catalog: Catalog, tmp_path: Path) -> None:
 
 
 def test_unknown_id_is_not_found(catalog: Catalog) -> None:
-    with pytest.raises(NotFound, match="no backup with id 'nope'.*pgvault list"):
+    with pytest.raises(NotFound, match="no backup with id 'nope'.*list the backups"):
         catalog.get_backup("nope")
 
 

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgvault.catalog.accounts import ApiTokenRecord, AuditEvent, JobRecord, Role, UserRecord
+from pgvault.catalog.accounts import ApiTokenRecord, Role, UserRecord
+from pgvault.catalog.audit import AuditEvent
+from pgvault.catalog.jobs import JobRecord
 from pgvault.catalog.records import BackupRecord, BackupStatus, RestoreRecord, Trigger
 
 Name = Field(min_length=1, max_length=255)

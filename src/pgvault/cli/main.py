@@ -22,7 +22,7 @@ from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
 from pgvault.config.settings import Settings, load_settings
 from pgvault.dumps.encryption import Decryptor, decryptor_from
-from pgvault.errors import ConfigError, PgvaultError
+from pgvault.errors import ConfigError, PgvaultError, exit_code
 from pgvault.operations import doctor, verify
 from pgvault.postgres import conninfo
 from pgvault.restores import run as restores
@@ -518,7 +518,7 @@ def run() -> NoReturn:
         app()  # standalone mode: ends with SystemExit
     except PgvaultError as exc:
         render.error(str(exc))
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         render.error("interrupted")
         sys.exit(130)

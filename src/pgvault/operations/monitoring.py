@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
-from pgvault.catalog.tables import backups, restores
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import schedules
@@ -177,9 +175,7 @@ def assess(
 
 
 def _database_names(settings: Settings, catalog: Catalog) -> list[str]:
-    with catalog.engine.connect() as conn:
-        seen = {str(r[0]) for r in conn.execute(sa.select(backups.c.database).distinct())}
-    return sorted(set(settings.databases) | seen)
+    return sorted(set(settings.databases) | catalog.backup_databases())
 
 
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
@@ -292,22 +288,16 @@ class CatalogCollector(Collector):
             "Backups in the catalog by database and status.",
             labels=["database", "status"],
         )
-        query = sa.select(backups.c.database, backups.c.status, sa.func.count()).group_by(
-            backups.c.database, backups.c.status
-        )
-        with self.catalog.engine.connect() as conn:
-            for database, state, count in conn.execute(query):
-                family.add_metric([str(database), str(state)], int(count))
+        for database, state, count in self.catalog.backup_counts():
+            family.add_metric([database, state], count)
         return family
 
     def _restores_total(self) -> Metric:
         family = CounterMetricFamily(
             "pgvault_restores", "Restores in the catalog by status.", labels=["status"]
         )
-        query = sa.select(restores.c.status, sa.func.count()).group_by(restores.c.status)
-        with self.catalog.engine.connect() as conn:
-            for state, count in conn.execute(query):
-                family.add_metric([str(state)], int(count))
+        for state, count in self.catalog.restore_counts():
+            family.add_metric([state], count)
         return family
 
     def _deletions_total(self) -> Metric:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pgvault.catalog import Catalog
-from pgvault.catalog import accounts as rows
-from pgvault.catalog.accounts import AuditEvent
+from pgvault.catalog import audit as rows
+from pgvault.catalog.audit import AuditEvent
 from pgvault.errors import PgvaultError
 
 log = logging.getLogger(__name__)

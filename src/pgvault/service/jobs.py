@@ -28,8 +28,8 @@ from typing import Any
 
 from pgvault.backups import run as backups
 from pgvault.catalog import Catalog, locks
-from pgvault.catalog import accounts as rows
-from pgvault.catalog.accounts import JobKind, JobRecord
+from pgvault.catalog import jobs as rows
+from pgvault.catalog.jobs import JobKind, JobRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.dumps.layers import DecryptHook

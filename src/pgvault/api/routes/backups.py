@@ -34,7 +34,7 @@ from pgvault.api.schemas import (
 )
 from pgvault.backups import run as backups
 from pgvault.backups import uploads as transfers
-from pgvault.catalog import accounts as rows
+from pgvault.catalog import jobs as job_rows
 from pgvault.catalog.records import BackupRecord
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.service import jobs
@@ -68,7 +68,9 @@ def start_backup(
     same job instead of starting another."""
     now = datetime.now(UTC)
     since = now - timedelta(hours=settings.api.idempotency_hours)
-    job_id = idempotency_key and rows.idempotent_job(catalog, caller.actor, idempotency_key, since)
+    job_id = idempotency_key and job_rows.idempotent_job(
+        catalog, caller.actor, idempotency_key, since
+    )
     if not job_id:
         target = databases.from_config(settings, body.database)
         backup_request = backups.BackupRequest(
@@ -84,7 +86,7 @@ def start_backup(
         params = {**jobs.target_params(target), **body.model_dump(exclude_defaults=True)}
         job_id = jobs.start_backup(runner, backup_request, params=params).id
         if idempotency_key:
-            job_id = rows.claim_idempotency_key(
+            job_id = job_rows.claim_idempotency_key(
                 catalog, caller.actor, idempotency_key, job_id, now, since
             )
     request.state.audit_target = f"job={job_id}"
@@ -114,8 +116,7 @@ def list_backups(
 ) -> BackupsOut:
     """Backups newest first, filtered and paged; ``group_by=day`` adds per-day totals of
     the page (the history view)."""
-    found = rows.search_backups(
-        catalog,
+    found = catalog.search_backups(
         database=database,
         environment=environment,
         status=status,

@@ -20,7 +20,7 @@ from pgvault.api.routes._common import ERRORS
 from pgvault.api.routes.databases import overview
 from pgvault.api.schemas import HealthOut
 from pgvault.catalog import Catalog
-from pgvault.catalog import accounts as rows
+from pgvault.catalog import jobs as job_rows
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
 from pgvault.postgres import tools
@@ -31,7 +31,7 @@ Check = Callable[[Settings, Catalog], dict[str, Any]]
 
 
 def _catalog(settings: Settings, catalog: Catalog) -> dict[str, Any]:
-    rows.list_jobs(catalog, limit=1)
+    job_rows.list_jobs(catalog, limit=1)
     return {"ok": True}
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pgvault.api.deps import Caller, RunnerDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import JobOut
-from pgvault.catalog.accounts import JobStatus
+from pgvault.catalog.jobs import JobStatus
 from pgvault.errors import PermissionDenied
 from pgvault.service.jobs import ENDED, JobRunner
 from pgvault.service.users import role_allows

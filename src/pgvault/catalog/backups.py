@@ -1,0 +1,122 @@
+"""Backup rows (``backups``) and the rows of their copies on other targets (``backup_copies``).
+
+Every query the domain needs about backups: insert and update, one by id, newest-first
+listings with filters, the rows still ``running``, and the copies of a set of backups.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from pgvault.catalog.engine import CatalogBase, select_rows, transaction, upsert, utc
+from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
+from pgvault.catalog.tables import backup_copies, backups
+from pgvault.errors import NotFound
+
+
+class BackupRows(CatalogBase):
+    """The backup queries of :class:`pgvault.catalog.Catalog`."""
+
+    def add_backup(self, record: BackupRecord) -> None:
+        """Insert a new backup row.
+
+        Raises:
+            CatalogError: the write failed (a duplicate id included).
+        """
+        with transaction(self) as conn:
+            conn.execute(backups.insert().values(**record.model_dump()))
+
+    def save_backup(self, record: BackupRecord) -> None:
+        """Insert or replace the row of ``record.id`` (used by updates and rebuilds)."""
+        upsert(self, backups, {"id": record.id}, record.model_dump())
+
+    def get_backup(self, backup_id: str) -> BackupRecord:
+        """The backup ``backup_id``.
+
+        Raises:
+            NotFound: no such id (the message suggests listing the backups).
+        """
+        found = select_rows(self, sa.select(backups).where(backups.c.id == backup_id))
+        if not found:
+            raise NotFound(f"no backup with id {backup_id!r}: list the backups to see the ids")
+        return BackupRecord.model_validate(found[0])
+
+    def list_backups(
+        self,
+        *,
+        database: str | None = None,
+        environment: str | None = None,
+        status: BackupStatus | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+    ) -> list[BackupRecord]:
+        """Backups, newest first, filtered by database name, environment and status."""
+        query = sa.select(backups).order_by(backups.c.started_at.desc(), backups.c.id.desc())
+        if database is not None:
+            query = query.where(backups.c.database == database)
+        if environment is not None:
+            query = query.where(backups.c.environment == environment)
+        if status is not None:
+            query = query.where(backups.c.status == status)
+        elif not include_deleted:
+            query = query.where(backups.c.status != "deleted")
+        if limit is not None:
+            query = query.limit(limit)
+        return [BackupRecord.model_validate(r) for r in select_rows(self, query)]
+
+    def running_backups(self) -> list[BackupRecord]:
+        """Backups whose status is still ``running``."""
+        return self.list_backups(status="running")
+
+    def search_backups(
+        self,
+        *,
+        database: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[BackupRecord]:
+        """Backups newest first; ``deleted`` ones only when asked by ``status``;
+        ``since``/``until`` bound ``started_at`` (UTC, until exclusive)."""
+        c = backups.c
+        since, until = utc(since), utc(until)
+        query = sa.select(backups).order_by(c.started_at.desc(), c.id.desc())
+        for column, value in (
+            (c.database, database),
+            (c.environment, environment),
+            (c.trigger, trigger),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.where(c.status == status) if status else query.where(c.status != "deleted")
+        if since is not None:
+            query = query.where(c.started_at >= since)
+        if until is not None:
+            query = query.where(c.started_at < until)
+        query = query.limit(limit).offset(offset)
+        return [BackupRecord.model_validate(r) for r in select_rows(self, query)]
+
+    # --- copies --------------------------------------------------------------------------
+
+    def save_copy(self, copy: BackupCopy) -> None:
+        """Insert or replace the row of one copy."""
+        key: dict[str, Any] = {"backup_id": copy.backup_id, "storage": copy.storage}
+        upsert(self, backup_copies, key, copy.model_dump())
+
+    def copies_of(self, backup_ids: list[str]) -> dict[str, list[BackupCopy]]:
+        """The copies of each of ``backup_ids`` (ids without copies are absent)."""
+        if not backup_ids:
+            return {}
+        query = sa.select(backup_copies).where(backup_copies.c.backup_id.in_(backup_ids))
+        found: dict[str, list[BackupCopy]] = {}
+        for row in select_rows(self, query):
+            copy = BackupCopy.model_validate(row)
+            found.setdefault(copy.backup_id, []).append(copy)
+        return found
