@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgvault.config.settings import DatabaseSettings, Settings
-from pgvault.errors import ConfigError, Refused
+from pgvault.errors import ConfigError
 from pgvault.postgres import conninfo
 from pgvault.postgres.conninfo import ConnInfo
 
@@ -38,7 +38,7 @@ def from_config(settings: Settings, name: str) -> DatabaseTarget:
     """
     if name not in settings.databases:
         known = ", ".join(sorted(settings.databases)) or "none configured"
-        raise ConfigError(f"no database named {name!r} in the config ({known}): check --database")
+        raise ConfigError(f"no database named {name!r} in the config ({known})", needs="database")
     db = settings.databases[name]
     dbname = db.dbname or name
     if db.url:
@@ -69,24 +69,10 @@ def resolve(settings: Settings, url: str | None, name: str | None) -> DatabaseTa
         ConfigError: neither or both given, or the name is unknown.
     """
     if (url is None) == (name is None):
-        raise ConfigError("give either a connection URL or --database NAME")
-    return from_config(settings, name) if name is not None else from_url(settings, url or "")
-
-
-def check_environment(settings: Settings, target: DatabaseTarget) -> None:
-    """The environment guard: a database configured with an environment may be restored
-    only from a process running in that environment (``PGVAULT_ENVIRONMENT``).
-
-    Raises:
-        Refused: the environments differ.
-    """
-    wanted = target.environment
-    if wanted is not None and settings.environment != wanted:
-        have = settings.environment or "unset"
-        raise Refused(
-            f"database {target.name!r} belongs to environment {wanted!r} but this process runs "
-            f"in {have!r}: run pgvault with PGVAULT_ENVIRONMENT={wanted} to restore it"
+        raise ConfigError(
+            "give either a connection URL or the name of a configured database", needs="target"
         )
+    return from_config(settings, name) if name is not None else from_url(settings, url or "")
 
 
 def _same_database(a: ConnInfo, b: ConnInfo) -> bool:

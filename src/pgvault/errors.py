@@ -35,7 +35,16 @@ from __future__ import annotations
 
 
 class PgvaultError(Exception):
-    """Root of pgvault's errors; ``str(err)`` is the one-line message for users."""
+    """Root of pgvault's errors; ``str(err)`` is the one-line message for users.
+
+    ``needs`` names, in the shells' common words, the input that would fix it (``identity``,
+    ``database``, ``target``, ``storage``, ``config``, ``backup``, ``server``): each shell
+    turns it into its own hint (the CLI names its flag), so domain messages name none.
+    """
+
+    def __init__(self, message: str = "", *, needs: str | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs
 
 
 class ConfigError(PgvaultError):

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from pgvault import databases
+from pgvault import databases, passwords
 from pgvault.catalog import locks
-from pgvault.service import users
 from support.apiserver import ApiServer, assert_error, database_entry, peak_memory
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, user_table_counts
@@ -25,7 +24,7 @@ PASSKEY = "open sesame 42"
 @pytest.fixture(scope="module")
 def passkey_hash() -> str:
     """argon2 hash of :data:`PASSKEY` (as ``pgvault passkey-hash`` prints it)."""
-    return users.hash_secret(PASSKEY)
+    return passwords.hash_secret(PASSKEY)
 
 
 def _start(tmp_path: Path, **overrides: Any) -> ApiServer:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pgvault.backups import run as backups
-from pgvault.backups.run import BackupRequest
+from pgvault import backups
+from pgvault.backups import BackupRequest
 from pgvault.dumps.layers import CUSTOM_MAGIC, ZSTD_MAGIC
 from pgvault.errors import BackupError
 from support.pgcluster import FreshPagila, PgCluster, embedded_bindir

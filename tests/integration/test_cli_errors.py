@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from pgvault.errors import (
+    EXIT_CODES,
     ArchiveError,
     BackupError,
     ConnectionFailed,
@@ -38,7 +39,7 @@ def test_restore_of_a_file_that_is_not_a_dump(
     )
 
     line = error_line(done)
-    assert done.returncode == ArchiveError.exit_code
+    assert done.returncode == EXIT_CODES[ArchiveError]
     assert "not a PostgreSQL dump" in line
     assert target not in pg18.databases()
 
@@ -51,7 +52,7 @@ def test_unknown_backup_id(pg18: PgCluster, vault: Vault) -> None:
 
     for done in (shown, restored):
         line = error_line(done)
-        assert done.returncode == NotFound.exit_code
+        assert done.returncode == EXIT_CODES[NotFound]
         assert "no backup with id '20990101-000000-dead'" in line
         assert "pgvault list" in line  # says what to do
 
@@ -62,7 +63,7 @@ def test_unreachable_server(vault: Vault) -> None:
     done = vault.cli("backup", url, env={"PGCONNECT_TIMEOUT": "5"})
 
     line = error_line(done)
-    assert done.returncode == ConnectionFailed.exit_code
+    assert done.returncode == EXIT_CODES[ConnectionFailed]
     assert "cannot connect to postgresql://postgres@127.0.0.1:" in line
     assert "Connection refused" in line
     assert vault.reopen_catalog().list_backups() == []  # nothing recorded
@@ -74,7 +75,7 @@ def test_wrong_password(pg18: PgCluster, fresh_pagila: FreshPagila, vault: Vault
     done = vault.cli("backup", pg18.url(db), cluster=pg18, env={"PGPASSWORD": "not-the-one"})
 
     line = error_line(done)
-    assert done.returncode == ConnectionFailed.exit_code
+    assert done.returncode == EXIT_CODES[ConnectionFailed]
     assert 'password authentication failed for user "postgres"' in line
     assert "not-the-one" not in done.stderr + done.stdout
     assert vault.reopen_catalog().list_backups() == []
@@ -86,7 +87,7 @@ def test_missing_pg_dump(pg18: PgCluster, fresh_pagila: FreshPagila, vault: Vaul
     done = vault.cli("backup", pg18.url(db), cluster=pg18, env={"PG_DUMP_BIN": "/nonexistent"})
 
     line = error_line(done)
-    assert done.returncode == ToolError.exit_code
+    assert done.returncode == EXIT_CODES[ToolError]
     assert "PG_DUMP_BIN=/nonexistent is not an executable" in line
     assert vault.reopen_catalog().list_backups() == []
     assert vault.stored_files() == []
@@ -102,7 +103,7 @@ def test_backup_timeout_fails_the_row_and_leaves_no_object(
     )
 
     line = error_line(done, alone=False)
-    assert done.returncode == BackupError.exit_code
+    assert done.returncode == EXIT_CODES[BackupError]
     assert f"backup of {db} failed" in line
     assert "timeout" in line
     listed = vault.cli("list", "--json", cluster=pg18)

@@ -14,10 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
-from pgvault import databases
+from pgvault import backups, databases
 from pgvault.api import create_app
 from pgvault.api.routes import operations
-from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
 from pgvault.config.settings import load_settings
 from support.apiserver import ApiServer

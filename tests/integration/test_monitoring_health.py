@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pgvault import databases
-from pgvault.backups import run as backups
+from pgvault import backups, databases
 from pgvault.errors import BackupError
 from pgvault.operations import monitoring, prune
 from support.pgcluster import FreshPagila, PgCluster

@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from pgvault import databases
-from pgvault.backups import run as backups
+from pgvault import backups, databases, restores
 from pgvault.operations import monitoring, notify, schedules
 from pgvault.operations.scheduler import Scheduler
-from pgvault.restores import run as restores
 from support.pgcluster import FreshPagila, PgCluster
 from support.receivers import Mailbox, Webhook, free_port, smtp_server, text_of, webhook
 from support.vault import Vault
@@ -157,7 +155,7 @@ def test_restore_started_and_finished_are_notified(
     app = databases.from_config(vault.settings, "app")
     record = backups.create(vault.settings, vault.catalog, backups.BackupRequest(target=app))
     target = f"{source}_copy"
-    restores.run(
+    restores.restore(
         vault.settings,
         vault.catalog,
         restores.RestoreRequest(

@@ -12,13 +12,11 @@ import pyrage
 import pytest
 import zstandard
 
-from pgvault import databases
-from pgvault.backups import run as backups
+from pgvault import backups, databases, restores
 from pgvault.config.settings import load_settings
 from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import ArchiveError, VerifyError
 from pgvault.operations import verify
-from pgvault.restores import run as restores
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault, unique_name
@@ -60,7 +58,7 @@ def test_encrypted_backup_restores_identical(
     assert globals_bytes.startswith(b"age-encryption.org/v1")  # role hashes never in clear
 
     target = unique_name("enc")
-    restores.run(
+    restores.restore(
         vault.settings,
         vault.catalog,
         restores.RestoreRequest(
@@ -121,7 +119,7 @@ def test_missing_or_wrong_identity_touches_nothing(
     wrong = Decryptor([pyrage.x25519.Identity.generate()])
     for decrypt in (None, wrong):
         with pytest.raises(ArchiveError, match="identity"):
-            restores.run(
+            restores.restore(
                 vault.settings,
                 vault.catalog,
                 restores.RestoreRequest(
@@ -168,7 +166,7 @@ def test_second_target_gets_identical_copy_and_serves_restores(
 
     shutil.rmtree(primary)  # the primary target is lost
     target = unique_name("fromcopy")
-    restores.run(
+    restores.restore(
         settings,
         vault.catalog,
         restores.RestoreRequest(

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pgvault.backups import run as backups
-from pgvault.backups.run import BackupRequest
+from pgvault import backups, restores
+from pgvault.backups import BackupRequest
 from pgvault.dumps.layers import CUSTOM_MAGIC, open_layers, sniff_layer
-from pgvault.restores import run as restores
-from pgvault.restores.run import RestoreRequest
+from pgvault.restores import RestoreRequest
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, Vault, user_table_counts
@@ -65,7 +64,7 @@ def test_round_trip_into_a_new_database(
     assert record.row_counts["public.film_actor"] == 5462
 
     dst = janitor.new(pg18)
-    result = restores.run(
+    result = restores.restore(
         vault.settings,
         vault.catalog,
         RestoreRequest(target=vault.target(pg18, dst), backup_id=record.id, confirm=dst),
@@ -93,7 +92,7 @@ def test_round_trip_of_a_stream_compressed_custom_archive(
         assert sniff_layer(vault.stored(record).read_bytes()[:8]) == "zstd"
 
         dst = janitor.new(pg18)
-        restores.run(
+        restores.restore(
             vault.settings,
             vault.catalog,
             RestoreRequest(target=vault.target(pg18, dst), backup_id=record.id, confirm=dst),
@@ -120,7 +119,7 @@ def test_swap_restore_over_the_live_database_keeps_the_previous_one(
     )
     target = vault.target(pg18, live)
 
-    result = restores.run(
+    result = restores.restore(
         vault.settings,
         vault.catalog,
         RestoreRequest(target=target, backup_id=record.id, mode="swap", confirm=live),
@@ -172,10 +171,10 @@ def test_tables_only_backup_holds_only_those_tables(
         vault.catalog,
         RestoreRequest(target=vault.target(pg18, fresh), backup_id=record.id),
     )
-    assert plan.objects["TABLE DATA"] == 2
-    assert plan.objects["TABLE"] == 2
-    assert not plan.target_exists
-    assert {(t.table, t.recorded, t.current) for t in plan.tables} == {
+    assert plan.preview.objects["TABLE DATA"] == 2
+    assert plan.preview.objects["TABLE"] == 2
+    assert not plan.preview.target_exists
+    assert {(t.table, t.recorded, t.current) for t in plan.preview.tables} == {
         ("public.actor", 200, None),
         ("public.film", 1000, None),
     }
@@ -192,7 +191,7 @@ def test_tables_only_backup_holds_only_those_tables(
     )
     before = {t: n for t, n in user_table_counts(pg18, dst).items() if n}
     assert before == {"public.language": 6}
-    restores.run(
+    restores.restore(
         vault.settings,
         vault.catalog,
         RestoreRequest(
@@ -234,7 +233,7 @@ def test_pg18_dump_of_a_pg15_server_restores_into_pg15(
             assert b"SET transaction_timeout = 0;" in dump.read()
 
     dst = janitor.new(pg15)
-    result = restores.run(
+    result = restores.restore(
         vault.settings,
         vault.catalog,
         RestoreRequest(target=vault.target(pg15, dst), backup_id=record.id, confirm=dst),

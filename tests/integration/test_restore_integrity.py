@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pgvault.backups import run as backups
+from pgvault import backups, restores
 from pgvault.errors import RestoreError
-from pgvault.restores import run as restores
 from support.fingerprint import database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Vault
@@ -39,7 +38,7 @@ def test_same_size_bit_rot_is_caught_before_going_live(
     databases_before = set(pg18.databases())
 
     with pytest.raises(RestoreError, match="corrupt"):
-        restores.run(
+        restores.restore(
             vault.settings,
             vault.catalog,
             restores.RestoreRequest(

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pgvault import databases
-from pgvault.backups import run as backups
-from pgvault.backups.run import BackupRequest
+from pgvault import backups, databases, restores
+from pgvault.backups import BackupRequest
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import load_settings
 from pgvault.errors import EXIT_CODES, NotFound, Refused, RestoreError
-from pgvault.restores import run as restores
-from pgvault.restores.run import RestoreRequest
+from pgvault.restores import RestoreRequest, policy
 from support.fingerprint import Fingerprint, assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, Vault, error_line
@@ -62,7 +60,7 @@ def test_swap_restore_of_a_damaged_backup_changes_nothing(
     stored.write_bytes(bytes(data))
 
     with pytest.raises(RestoreError, match="nothing changed|failed"):
-        restores.run(
+        restores.restore(
             vault.settings,
             vault.catalog,
             RestoreRequest(target=vault.target(pg18, live), backup_id=record.id, confirm=live),
@@ -83,7 +81,7 @@ def test_restore_of_a_truncated_stored_object_is_refused(
     stored.write_bytes(stored.read_bytes()[: (record.size_bytes or 0) // 2])
 
     with pytest.raises(NotFound, match="no intact copy.*wrong size"):
-        restores.run(
+        restores.restore(
             vault.settings,
             vault.catalog,
             RestoreRequest(target=vault.target(pg18, live), backup_id=record.id, confirm=live),
@@ -177,7 +175,7 @@ def test_clean_mode_restores_in_place(
     )
     oid_before = pg18.psql(f"SELECT oid FROM pg_database WHERE datname = '{live}'")
 
-    result = restores.run(
+    result = restores.restore(
         vault.settings,
         vault.catalog,
         RestoreRequest(
@@ -212,7 +210,7 @@ def test_clean_mode_restores_partitioned_tables_in_place(
     )
 
     try:
-        restores.run(vault.settings, vault.catalog, request)
+        restores.restore(vault.settings, vault.catalog, request)
     except RestoreError:
         _assert_untouched(pg18, live, changed)  # one transaction: all or nothing
         raise
@@ -238,7 +236,7 @@ def test_environment_guard_refuses_a_production_database_from_staging(
         target = databases.from_url(settings, pg18.url(live, with_password=True))
         assert target.name == "app" and target.environment == "production"
         with pytest.raises(Refused, match="production"):
-            restores.run(
+            restores.restore(
                 settings,
                 vault.catalog,
                 RestoreRequest(target=target, backup_id=record.id, confirm=live),
@@ -249,4 +247,4 @@ def test_environment_guard_refuses_a_production_database_from_staging(
     assert len(vault.catalog.list_backups()) == 1  # no safety backup either
     # The guard lets the matching environment through.
     production = load_settings(config_file=config, home=home, environment="production")
-    databases.check_environment(production, databases.from_config(production, "app"))
+    policy.check_environment(production, databases.from_config(production, "app"))

@@ -9,13 +9,11 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from pgvault import storage
+from pgvault import backups, restores, storage
 from pgvault.backups import copies
-from pgvault.backups import run as backups
 from pgvault.config.settings import StorageTargetSettings, load_settings
 from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import BackupError, StorageError
-from pgvault.restores import run as restores
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.s3server import MotoServer
@@ -62,7 +60,7 @@ def test_encrypted_backup_to_s3_restores_identical(
     keys = [o.key for o in storage.resolve(vault.settings).list()]
     assert record.storage_key in keys and record.manifest_key in keys
     target = unique_name("s3enc")
-    restores.run(
+    restores.restore(
         vault.settings,
         vault.catalog,
         restores.RestoreRequest(

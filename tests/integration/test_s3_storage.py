@@ -19,12 +19,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pgvault import databases, storage
-from pgvault.backups import run as backups
+from pgvault import backups, databases, restores, storage
 from pgvault.catalog import Catalog
 from pgvault.config.settings import StorageTargetSettings, load_settings
 from pgvault.errors import ConfigError, NotFound, StorageError
-from pgvault.restores import run as restores
 from pgvault.storage.s3 import MiB, S3Storage
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
@@ -493,7 +491,7 @@ def test_backup_and_restore_through_s3(
         assert rec.manifest_key in stored
 
         restored = janitor.new(pg18, "s3restore")
-        restores.run(
+        restores.restore(
             settings,
             catalog,
             restores.RestoreRequest(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgvault.backups import run as backups
-from pgvault.backups.run import BackupRequest
+from pgvault import backups
+from pgvault.backups import BackupRequest
 from pgvault.errors import EXIT_CODES, VerifyError
 from pgvault.operations import verify
 from support.pgcluster import FreshPagila, PgCluster

@@ -12,12 +12,13 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
+from pgvault import passwords
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings, load_settings
 from pgvault.databases import DatabaseTarget
 from pgvault.errors import AlreadyExists, AuthError, ConfigError, Refused, Throttled
 from pgvault.postgres import conninfo
-from pgvault.restores import policy as guards
+from pgvault.restores import policy
 from pgvault.service import tokens, users
 from pgvault.service.tokens import Tokens
 
@@ -47,14 +48,14 @@ def test_roles_are_ordered() -> None:
 
 
 def test_passwords_are_argon2_and_checked() -> None:
-    hashed = users.hash_secret("correct horse")
+    hashed = passwords.hash_secret("correct horse")
     assert hashed.startswith("$argon2id$") and "correct horse" not in hashed
-    assert users.verify_secret("correct horse", hashed)
-    assert not users.verify_secret("wrong horse", hashed)
-    assert not users.verify_secret("anything", None)
-    assert not users.verify_secret("anything", "not-a-hash")
+    assert passwords.verify_secret("correct horse", hashed)
+    assert not passwords.verify_secret("wrong horse", hashed)
+    assert not passwords.verify_secret("anything", None)
+    assert not passwords.verify_secret("anything", "not-a-hash")
     with pytest.raises(ConfigError, match="8 to 1024"):
-        users.hash_secret("short")
+        passwords.hash_secret("short")
 
 
 def test_the_signing_secret_is_required_unless_dev(tmp_path: Path, settings: Settings) -> None:
@@ -151,7 +152,7 @@ def test_restore_guards(settings: Settings, catalog: Catalog) -> None:
             "app": {
                 "url": "postgresql://u@localhost/appdb",
                 "environment": "staging",
-                "restore_passkey_hash": users.hash_secret("passkey 123"),
+                "restore_passkey_hash": passwords.hash_secret("passkey 123"),
             }
         },
     )
@@ -159,7 +160,7 @@ def test_restore_guards(settings: Settings, catalog: Catalog) -> None:
     target = DatabaseTarget("app", conninfo.parse("postgresql://u@localhost/appdb"), app)
 
     def check(confirm: str = "appdb", passkey: str | None = "passkey 123") -> None:
-        guards.check_restore(
+        policy.check(
             configured, catalog, target, confirm=confirm, passkey=passkey, safety_backup=True
         )
 
@@ -171,6 +172,6 @@ def test_restore_guards(settings: Settings, catalog: Catalog) -> None:
         check(passkey="wrong")
     elsewhere = configured.model_copy(update={"environment": "production"})
     with pytest.raises(Refused, match="belongs to environment 'staging'"):
-        guards.check_restore(
+        policy.check(
             elsewhere, catalog, target, confirm="app", passkey="passkey 123", safety_backup=True
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pgvault.backups.run import CompressionPlan, default_form, plan_compression
+from pgvault.backups.plan import CompressionPlan, default_form, plan_compression
 from pgvault.postgres import tools
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgvault.backups import naming as names
+from pgvault import runtime
+from pgvault.backups import naming
 from pgvault.config.settings import DEFAULT_NAME_TEMPLATE
 from pgvault.errors import ConfigError, StorageError
 
@@ -16,7 +17,7 @@ STARTED = datetime(2026, 11, 21, 9, 45, 7, tzinfo=UTC)  # 15:15:07 in India
 
 
 def test_seeds_template_in_india_names_the_local_time_and_zone() -> None:
-    key = names.render_key(
+    key = naming.render_key(
         SEEDS_TEMPLATE,
         started=STARTED,
         timezone="Asia/Kolkata",
@@ -28,7 +29,7 @@ def test_seeds_template_in_india_names_the_local_time_and_zone() -> None:
 
 
 def test_seeds_template_in_utc_and_in_the_morning() -> None:
-    key = names.render_key(
+    key = naming.render_key(
         SEEDS_TEMPLATE,
         started=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         timezone="UTC",
@@ -40,7 +41,7 @@ def test_seeds_template_in_utc_and_in_the_morning() -> None:
 
 
 def test_default_template() -> None:
-    key = names.render_key(
+    key = naming.render_key(
         DEFAULT_NAME_TEMPLATE,
         started=datetime(2026, 12, 31, 23, 30, tzinfo=UTC),
         timezone="Asia/Kolkata",  # already 1 January there
@@ -67,16 +68,20 @@ def test_default_template() -> None:
 )
 def test_unsafe_keys_are_refused(template: str, fields: dict[str, str]) -> None:
     with pytest.raises(StorageError, match="unsafe"):
-        names.render_key(template, started=STARTED, timezone="UTC", **fields)
+        naming.render_key(template, started=STARTED, timezone="UTC", **fields)
 
 
 def test_template_errors_name_the_problem() -> None:
     with pytest.raises(ConfigError, match="unknown field 'nope'"):
-        names.render_key("{nope}.dump", started=STARTED, timezone="UTC")
+        naming.render_key("{nope}.dump", started=STARTED, timezone="UTC")
     with pytest.raises(ConfigError, match="invalid name template"):
-        names.render_key("{started:%Y", started=STARTED, timezone="UTC")
+        naming.render_key("{started:%Y", started=STARTED, timezone="UTC")
+    with pytest.raises(ConfigError, match="only plain field names"):
+        naming.render_key("{started.__class__.__init__}", started=STARTED, timezone="UTC")
+    with pytest.raises(ConfigError, match="only plain field names"):
+        naming.render_key("{id[0]}", started=STARTED, timezone="UTC", id="x")
     with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
-        names.render_key("{id}", started=STARTED, timezone="Mars/Olympus", id="x")
+        naming.render_key("{id}", started=STARTED, timezone="Mars/Olympus", id="x")
 
 
 @pytest.mark.parametrize(
@@ -92,13 +97,13 @@ def test_template_errors_name_the_problem() -> None:
     ],
 )
 def test_extension(dump_format: str, compression: str, by: str | None, ext: str) -> None:
-    assert names.extension(dump_format, compression, by) == ext
+    assert naming.extension(dump_format, compression, by) == ext
 
 
 def test_ids_are_utc_sortable_and_distinct() -> None:
-    first = names.new_id(datetime(2026, 11, 21, 5, 30, 12, tzinfo=UTC))
-    later = names.new_id(datetime(2026, 11, 21, 5, 30, 13, tzinfo=UTC))
-    ids = {names.new_id(STARTED) for _ in range(50)}
+    first = runtime.new_id(datetime(2026, 11, 21, 5, 30, 12, tzinfo=UTC))
+    later = runtime.new_id(datetime(2026, 11, 21, 5, 30, 13, tzinfo=UTC))
+    ids = {runtime.new_id(STARTED) for _ in range(50)}
 
     assert re.fullmatch(r"20261121-053012-[0-9a-f]{4}", first)
     assert first < later

@@ -10,6 +10,7 @@ import pytest
 from pgvault import databases
 from pgvault.config.settings import load_settings
 from pgvault.errors import ConfigError, Refused
+from pgvault.restores import policy
 
 TOML = """\
 home = "{home}"
@@ -79,7 +80,7 @@ def test_environment_overrides_the_file_and_init_overrides_both(
     assert settings.timezone == "UTC"
     assert overridden.timezone == "Europe/Paris"
     target = databases.from_config(settings, "app")
-    databases.check_environment(settings, target)  # staging process, staging database
+    policy.check_environment(settings, target)  # staging process, staging database
 
 
 def test_config_found_through_pgvault_config_and_the_working_directory(
@@ -120,10 +121,10 @@ def test_environment_guard(tmp_path: Path) -> None:
     production = load_settings(config_file=config, environment="production")
 
     with pytest.raises(Refused, match="belongs to environment 'production'.*'staging'"):
-        databases.check_environment(staging, databases.from_config(staging, "app"))
-    databases.check_environment(production, databases.from_config(production, "app"))
+        policy.check_environment(staging, databases.from_config(staging, "app"))
+    policy.check_environment(production, databases.from_config(production, "app"))
     # a bare URL naming the configured database is still that database
     by_url = databases.from_url(staging, "postgresql://app@db.example:5432/shop")
     assert by_url.name == "app" and by_url.environment == "production"
     other = databases.from_url(staging, "postgresql://app@db.example:5432/other")
-    databases.check_environment(staging, other)  # not configured: no guard
+    policy.check_environment(staging, other)  # not configured: no guard

@@ -1,9 +1,9 @@
 """The FastAPI application: :func:`create_app` wires settings, catalog, token issuer and job
 runner into the routers of :mod:`pgvault.api.routes` (all under ``/api/v1``).
 
-No backup or restore logic lives here or in the routes: they call the domain modules
-(``backups``, ``restores``, ``verify``, ``jobs``, ``users``, ``tokens``, ``guards``,
-``transfers``) and errors become HTTP answers in :mod:`pgvault.api.errors` only.
+No backup or restore logic lives here or in the routes: they call the domain packages
+(``backups``, ``restores``, ``operations``, ``service``) and errors become HTTP answers in
+:mod:`pgvault.api.errors` only.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from pgvault import backups
 from pgvault.api import errors
 from pgvault.api.deps import Service
 from pgvault.api.middleware import AuditMiddleware
 from pgvault.api.routes import ROUTERS
 from pgvault.api.routes.operations import metrics_router
-from pgvault.backups import run as backups
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.service.jobs import JobRunner

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pgvault import errors
-from pgvault.backups.run import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ STATUSES: list[tuple[type[errors.PgvaultError], int, str]] = [
     (errors.NotFound, 404, "not found"),
     (errors.Refused, 403, "refused"),
     (errors.Busy, 409, "busy"),
-    (Cancelled, 409, "cancelled"),
+    (errors.Cancelled, 409, "cancelled"),
     (errors.ConnectionFailed, 502, "database unreachable"),
     (errors.VerifyError, 422, "verification failed"),
     (errors.PgvaultError, 500, "operation failed"),

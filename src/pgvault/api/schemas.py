@@ -12,6 +12,7 @@ from pgvault.catalog.accounts import ApiTokenRecord, Role, UserRecord
 from pgvault.catalog.audit import AuditEvent
 from pgvault.catalog.jobs import JobRecord
 from pgvault.catalog.records import BackupRecord, BackupStatus, RestoreRecord, Trigger
+from pgvault.operations.monitoring import DatabaseSummary
 
 Name = Field(min_length=1, max_length=255)
 
@@ -166,14 +167,17 @@ class DownloadLinkOut(BaseModel):
     expires_at: datetime
 
 
-class RestoreIn(_In):
+class RestorePreviewIn(_In):
     target: str | None = Field(
         default=None, max_length=255, description="Configured database; default: the backup's."
     )
     mode: Literal["swap", "clean", "recreate"] = "swap"
+    safety_backup: bool = Field(default=True, description="Back up the live database first.")
+
+
+class RestoreIn(RestorePreviewIn):
     confirm: str = Field(max_length=255, description="The target database's name.")
     passkey: str | None = Field(default=None, max_length=1024)
-    safety_backup: bool = Field(default=True, description="Back up the live database first.")
 
 
 class JobOut(JobRecord):
@@ -199,7 +203,7 @@ class DatabaseOut(BaseModel):
     dbname: str
     server: str = Field(description="postgresql://user@host:port/db, no password.")
     environment: str | None
-    restore_target: bool = Field(description="In this service's environment.")
+    restore_target: bool = Field(description="Whether this service may restore into it.")
     newest_backup: BackupOut | None = None
     newest_age_seconds: float | None = None
     status: Literal["ok", "warning", "critical"] | None = Field(
@@ -208,6 +212,12 @@ class DatabaseOut(BaseModel):
         "interrupted; critical: last run failed or no completed backup.",
     )
     reasons: list[str] = Field(default_factory=list, description="Why the status is not ok.")
+
+    @classmethod
+    def of(cls, summary: DatabaseSummary) -> DatabaseOut:
+        newest = summary.newest_backup
+        fields = {**summary.__dict__, "newest_backup": BackupOut.of(newest) if newest else None}
+        return cls.model_validate(fields)
 
 
 class StatsOut(BaseModel):

@@ -1,4 +1,4 @@
-"""Backup ids and storage key templates.
+"""Storage keys of backups: name templates, rendered in a time zone, and file extensions.
 
 A template is a ``str.format`` string; times accept ``strftime`` specs, as in the seeds'
 ``{app}-{environment}-on-{started:%Y-%m-%d-at-%I-%M-%S-%p}-{tz}.dump``. Fields:
@@ -6,12 +6,13 @@ A template is a ``str.format`` string; times accept ``strftime`` specs, as in th
 ``id``, ``database`` (config name), ``app`` (same), ``dbname`` (PostgreSQL name),
 ``environment``, ``started`` (local time in the template's time zone), ``started_utc``,
 ``tz`` (zone abbreviation such as ``IST``), ``format``, ``ext`` (``.dump``, ``.dump.zst``,
-``.sql.gz``, ``.tar``, ...), ``trigger``.
+``.sql.gz``, ``.tar``, ...), ``trigger``. Only plain field names are allowed (no attribute
+or index access such as ``{started.__class__}``), so a template can never reach into objects.
 """
 
 from __future__ import annotations
 
-import secrets
+import string
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,12 +32,6 @@ FIELDS = (
     "ext",
     "trigger",
 )
-
-
-def new_id(now: datetime | None = None) -> str:
-    """A sortable, unique-enough backup id: ``20261121-053012-7f3a`` (UTC time + 16 random bits)."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def zone(name: str) -> ZoneInfo:
@@ -60,6 +55,7 @@ def render_key(template: str, *, started: datetime, timezone: str, **fields: str
         ConfigError: the template names an unknown field or is malformed.
         StorageError: the result is not a safe key (e.g. contains ``..``).
     """
+    check_template(template)
     local = started.astimezone(zone(timezone))
     values = {k: ("" if v is None else v) for k, v in fields.items()}
     values.setdefault("app", values.get("database", ""))
@@ -77,6 +73,66 @@ def render_key(template: str, *, started: datetime, timezone: str, **fields: str
         return validate_key(key)
     except StorageError as exc:
         raise StorageError(f"name template {template!r} gave an unsafe key: {exc}") from exc
+
+
+def check_template(template: str) -> None:
+    """Refuse a template that is malformed or uses anything but plain :data:`FIELDS`.
+
+    Raises:
+        ConfigError: the template is malformed, names an unknown field, or accesses an
+            attribute or index of one (``{started.year}``, ``{id[0]}``).
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"invalid name template {template!r}: {exc}") from exc
+    for _text, field, _spec, _conversion in parts:
+        if field is None:
+            continue
+        if field in FIELDS:
+            continue
+        plain = field.split(".", 1)[0].split("[", 1)[0]
+        if plain in FIELDS:
+            raise ConfigError(
+                f"name template {template!r} uses {{{field}}}: only plain field names are "
+                f"allowed ({', '.join(FIELDS)})"
+            )
+        raise ConfigError(
+            f"unknown field {field!r} in name template {template!r}: use {', '.join(FIELDS)}"
+        )
+
+
+def storage_key(
+    template: str,
+    timezone: str,
+    *,
+    backup_id: str,
+    started: datetime,
+    database: str,
+    dbname: str,
+    environment: str | None,
+    dump_format: str,
+    ext: str,
+    trigger: str,
+) -> str:
+    """The key of one backup: :func:`render_key` with every field filled in the same way for
+    pg_dump backups, uploads and every later kind.
+
+    Raises:
+        ConfigError, StorageError: as for :func:`render_key`.
+    """
+    return render_key(
+        template,
+        started=started,
+        timezone=timezone,
+        id=backup_id,
+        database=database,
+        dbname=dbname,
+        environment=environment,
+        format=dump_format,
+        ext=ext,
+        trigger=trigger,
+    )
 
 
 def extension(dump_format: str, compression: str, compressed_by: str | None) -> str:

@@ -1,13 +1,15 @@
-"""Backups in and out of the service: uploaded dumps stored as backups, stored ones read.
+"""Uploaded dumps stored as backups (trigger ``upload``), checked before anything uses them.
 
 An upload (:func:`receive_upload`) is checked before any database is touched::
 
     first 1 MiB -> gzip/zstd/age layers and the dump kind detected by content (not a dump:
     ArchiveError) -> the whole stream -> sha256 + byte count (over the limit: TooLarge)
     -> Storage writer -> commit -> pg_restore --list of what was stored (unreadable:
-    ArchiveError, the object removed) -> manifest -> catalog row 'completed', trigger 'upload'
+    ArchiveError, the object removed) -> recorded like every backup (row, manifest)
 
-A restore of it then goes through :func:`pgvault.restores.run` like any other backup.
+It is named by the database's own name template and time zone and stored on its first
+storage target, exactly as a pg_dump backup of that database would be. A restore of it then
+goes through :func:`pgvault.restores.run` like any other backup.
 """
 
 from __future__ import annotations
@@ -15,21 +17,20 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from pgvault import storage
-from pgvault.backups import copies
-from pgvault.backups import naming as names
-from pgvault.backups import run as backups
+from pgvault import runtime, storage
+from pgvault.backups import naming
+from pgvault.backups.plan import choose_storage, key_template
+from pgvault.backups.record import recording
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps import toc as archives
+from pgvault.dumps import toc
 from pgvault.dumps.layers import DecryptHook, HashingWriter, open_layers, sniff_layer
-from pgvault.errors import ArchiveError, NotFound, PgvaultError, TooLarge
+from pgvault.errors import ArchiveError, PgvaultError, TooLarge
 from pgvault.postgres import tools
 
 log = logging.getLogger(__name__)
@@ -62,33 +63,54 @@ def receive_upload(
         StorageError: the storage target failed.
     """
     head = upload.read(CHUNK)
-    kind = "custom"
-    layers: list[str] = []
-    if sniff_layer(head) != "age":
-        opened = open_layers(io.BytesIO(head))  # raises ArchiveError for a non-dump
-        kind, layers = opened.kind, list(opened.layers)
-    else:
-        layers = ["age"]
-    store = storage.resolve(settings, next(iter(target.settings.storage), None))
+    kind, layers = _sniff(head)
+    first, _copies = choose_storage(settings, target)
+    store = storage.resolve(settings, first)
+    record = _new_record(settings, target, store.name, kind, layers, created_by, filename)
+    with recording(catalog, store, record):
+        _store(store, record.storage_key, head, upload, limit, record)
+        record.object_counts = _check(settings, store, record.storage_key, decrypt, record)
+    log.info("upload %s stored as backup %s (%s bytes)", filename, record.id, record.size_bytes)
+    return record
+
+
+def _sniff(head: bytes) -> tuple[str, list[str]]:
+    """The dump kind and layers of an upload, from its first bytes (age hides the rest)."""
+    if sniff_layer(head) == "age":
+        return "custom", ["age"]
+    opened = open_layers(io.BytesIO(head))  # raises ArchiveError for a non-dump
+    return opened.kind, list(opened.layers)
+
+
+def _new_record(
+    settings: Settings,
+    target: DatabaseTarget,
+    storage_name: str,
+    kind: str,
+    layers: list[str],
+    created_by: str | None,
+    filename: str | None,
+) -> BackupRecord:
     dump_format = _FORMAT_OF_KIND[kind]
     compression = next((x for x in layers if x in ("zstd", "gzip")), "none")
     compressed_by = "pgvault" if compression != "none" else None
-    ext = names.extension(dump_format, compression, compressed_by)
-    started = datetime.now(UTC)
-    backup_id = names.new_id(started)
-    key = names.render_key(
-        settings.name_template,
+    ext = naming.extension(dump_format, compression, compressed_by)
+    started = runtime.now()
+    backup_id = runtime.new_id(started)
+    template, timezone = key_template(settings, target)
+    key = naming.storage_key(
+        template,
+        timezone,
+        backup_id=backup_id,
         started=started,
-        timezone=settings.timezone,
-        id=backup_id,
         database=target.name,
         dbname=target.conn.dbname,
         environment=target.environment,
-        format=dump_format,
+        dump_format=dump_format,
         ext=ext + (".age" if "age" in layers else ""),
         trigger="upload",
     )
-    record = BackupRecord(
+    return BackupRecord(
         id=backup_id,
         database=target.name,
         dbname=target.conn.dbname,
@@ -99,29 +121,13 @@ def receive_upload(
         compression=compression,
         compressed_by=compressed_by,
         encrypted="age" in layers,
-        storage=store.name,
+        storage=storage_name,
         storage_key=key,
         started_at=started,
         created_by=created_by,
+        runner=runtime.runner_id(),
         labels={"uploaded_as": filename[:200]} if filename else {},
     )
-    catalog.add_backup(record)
-    try:
-        _store(store, key, head, upload, limit, record)
-        record.object_counts = _check(settings, store, key, decrypt, record)
-        record.status = "completed"
-        record.finished_at = datetime.now(UTC)
-        record.duration_seconds = (record.finished_at - started).total_seconds()
-        store.write_bytes(record.manifest_key, record.model_dump_json(indent=2).encode())
-        catalog.save_backup(record)
-    except BaseException as exc:
-        record.status, record.error = "failed", str(exc) or type(exc).__name__
-        record.finished_at = datetime.now(UTC)
-        backups.remove_stored(store, record)
-        catalog.save_backup(record)
-        raise
-    log.info("upload %s stored as backup %s (%s bytes)", filename, backup_id, record.size_bytes)
-    return record
 
 
 def _store(
@@ -140,7 +146,8 @@ def _store(
             if hashing.size + len(chunk) > limit:
                 raise TooLarge(
                     f"the upload is larger than the limit of {limit} bytes "
-                    "(api.max_upload_bytes): restore it with the CLI or raise the limit"
+                    "(api.max_upload_bytes): restore it from a file on the host or raise "
+                    "the limit"
                 )
             hashing.write(chunk)
             chunk = upload.read(CHUNK)
@@ -169,28 +176,7 @@ def _check(
     record.format = _FORMAT_OF_KIND[opened.kind]  # type: ignore[assignment]
     with opened.stream as stream, tempfile.TemporaryDirectory(prefix="pgvault-up-") as tmp:
         try:
-            entries = archives.toc_of_stored(pg_restore, stream, opened.kind, Path(tmp))
+            entries = toc.toc_of_stored(pg_restore, stream, opened.kind, Path(tmp))
         except PgvaultError as exc:
             raise ArchiveError(f"the upload is not a readable dump: {exc}") from exc
-    return archives.object_counts(entries) if entries else None
-
-
-def open_backup(
-    settings: Settings, catalog: Catalog, backup_id: str
-) -> tuple[BackupRecord, IO[bytes]]:
-    """A completed backup's record and a stream of its stored bytes (from the first intact
-    copy); the caller closes the stream.
-
-    Raises:
-        NotFound: unknown id, not completed, or no intact stored object.
-    """
-    record = catalog.get_backup(backup_id)
-    if record.status != "completed":
-        raise NotFound(f"backup {record.id} is {record.status}: only completed ones download")
-    store = copies.readable_location(settings, catalog, record)
-    return record, store.open_read(record.storage_key)
-
-
-def download_name(record: BackupRecord) -> str:
-    """The file name a download is offered as: the last part of its storage key."""
-    return record.storage_key.rsplit("/", 1)[-1]
+    return toc.object_counts(entries) if entries else None

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pgvault.catalog.engine import CatalogBase, select_rows, transaction, upsert, utc
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.catalog.tables import backup_copies, backups
-from pgvault.errors import NotFound
+from pgvault.errors import ConfigError, NotFound
 
 
 class BackupRows(CatalogBase):
@@ -41,7 +41,37 @@ class BackupRows(CatalogBase):
         """
         found = select_rows(self, sa.select(backups).where(backups.c.id == backup_id))
         if not found:
-            raise NotFound(f"no backup with id {backup_id!r}: list the backups to see the ids")
+            raise NotFound(f"no backup with id {backup_id!r}", needs="backup")
+        return BackupRecord.model_validate(found[0])
+
+    def find_backup(self, ref: str, *, database: str | None = None) -> BackupRecord:
+        """The backup ``ref`` names: its id; ``latest`` (the newest completed backup of
+        ``database``); or its file name (the last part of its storage key, or the whole key).
+
+        Raises:
+            ConfigError: ``latest`` without a database, or a file name several backups share.
+            NotFound: nothing matches.
+        """
+        if ref == "latest":
+            if database is None:
+                raise ConfigError("'latest' needs the database whose newest backup to use")
+            newest = self.list_backups(database=database, status="completed", limit=1)
+            if not newest:
+                raise NotFound(f"no completed backup of {database!r} yet: take one first")
+            return newest[0]
+        found = select_rows(self, sa.select(backups).where(backups.c.id == ref))
+        if not found:
+            c = backups.c
+            by_name = (c.storage_key == ref) | c.storage_key.endswith("/" + ref, autoescape=True)
+            query = sa.select(backups).where(by_name & (c.status != "deleted"))
+            if database is not None:
+                query = query.where(c.database == database)
+            found = select_rows(self, query.limit(5))
+        if len(found) > 1:
+            ids = ", ".join(str(r["id"]) for r in found)
+            raise ConfigError(f"{ref!r} names several backups ({ids}): use the backup id")
+        if not found:
+            raise NotFound(f"no backup with id {ref!r} (nor a file of that name)", needs="backup")
         return BackupRecord.model_validate(found[0])
 
     def list_backups(

@@ -19,6 +19,13 @@ import sqlalchemy as sa
 
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
+from pgvault.postgres.conninfo import ConnInfo
+
+
+def database_lock(conn: ConnInfo) -> str:
+    """The lock name of one database (server and name): held by its backups and by the jobs
+    that back up or restore it, so two never run at once on any host sharing the catalog."""
+    return f"backup:{conn.server_key()}/{conn.dbname}"
 
 
 def lock_key(name: str) -> int:

@@ -1,17 +1,33 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), and the ``--json`` option."""
+(with interrupted backups recovered at open), the ``--json`` and ``--identity`` options."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pgvault.backups import run as backups
+from pgvault import backups
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
+from pgvault.dumps.encryption import Decryptor, decryptor_from
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+IdentityOpt = Annotated[
+    Path | None,
+    typer.Option("--identity", help="age identity file (default: PGVAULT_AGE_IDENTITY_FILE)."),
+]
+
+
+def add_command(app: typer.Typer, name: str, function: Callable[..., None]) -> None:
+    """Register ``function`` as ``name``, its summary in ``--help`` being the first sentence
+    of its docstring (click would cut it at 45 characters)."""
+    doc = " ".join((function.__doc__ or "").split())
+    summary = re.split(r"(?<=\.)\s", doc, maxsplit=1)[0].rstrip(".")
+    app.command(name, short_help=summary)(function)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -26,3 +42,8 @@ def open_catalog(settings: Settings) -> Catalog:
     catalog = Catalog.open(settings.catalog_location)
     backups.recover_interrupted(settings, catalog)
     return catalog
+
+
+def decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
+    """The age identities of ``--identity`` (else the configured identity file), if any."""
+    return decryptor_from(identity or settings.age_identity_file)

@@ -1,6 +1,6 @@
 """Commands of unattended operation: ``prune``, ``schedules``, ``scheduler``, ``history``,
 ``health``. Registered on the main app by :func:`register`; each calls one domain function
-and renders its answer (errors end in :func:`pgvault.cli.main.run` like every command's).
+and renders its answer (errors end in :func:`pgvault.cli.app.run` like every command's).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from pgvault.cli import render
-from pgvault.cli.common import JsonOpt, open_catalog, settings_of
+from pgvault.cli.common import JsonOpt, add_command, open_catalog, settings_of
 from pgvault.operations import monitoring, prune, scheduler, schedules
 
 
@@ -30,8 +30,9 @@ def prune_(
     show_kept: Annotated[bool, typer.Option("--show-kept", help="List kept backups too.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply retention: delete the backups no rule keeps (stored files, copies, then the
-    catalog row is marked deleted). Prints each backup's fate and the rule behind it."""
+    """Apply retention: delete the backups no rule keeps. Their stored files and copies go,
+    then the catalog row is marked deleted; prints each backup's fate and the rule behind
+    it."""
     settings = settings_of(ctx)
     items = prune.apply(
         settings, open_catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
@@ -70,14 +71,15 @@ def schedules_(
     count: Annotated[int, typer.Option(min=1, help="Next run times shown per job.")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the configured schedules and their next run times."""
+    """List the schedules and their next runs. Times are in each schedule's own time zone,
+    with UTC beside them."""
     infos = schedules.next_runs(settings_of(ctx), count=count)
     if as_json:
         render.as_json(infos)
         return
     render.table(
         None,
-        ("kind", "database", "name", "cron", "time zone", "enabled", "next runs (UTC)"),
+        ("kind", "database", "name", "cron", "time zone", "enabled", "next runs (local, UTC)"),
         (
             (
                 i.kind,
@@ -86,7 +88,7 @@ def schedules_(
                 i.cron,
                 i.timezone,
                 "yes" if i.enabled else "no",
-                ", ".join(render.when(t) for t in i.next_runs) or "-",
+                ", ".join(render.local_and_utc(t, i.timezone) for t in i.next_runs) or "-",
             )
             for i in infos
         ),
@@ -94,8 +96,9 @@ def schedules_(
 
 
 def scheduler_(ctx: typer.Context) -> None:
-    """Run the scheduled backups, restore drills, cleanup and freshness checks until
-    SIGTERM (a running backup gets scheduler.shutdown_grace_seconds to finish)."""
+    """Run the schedules alone, without the API. Scheduled backups, restore drills, cleanup
+    and freshness checks run until SIGTERM; a running backup gets
+    scheduler.shutdown_grace_seconds to finish."""
     settings = settings_of(ctx)
     ours = logging.getLogger("pgvault")
     if ours.getEffectiveLevel() > logging.INFO:
@@ -111,7 +114,7 @@ def history_(
     database: Annotated[str | None, typer.Option("--database", "-d")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Backups per day and database: completed, failed, interrupted, bytes."""
+    """Backups per day and database. Completed, failed, interrupted, bytes."""
     rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
     if as_json:
         render.as_json(rows)
@@ -135,7 +138,8 @@ def history_(
 
 
 def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Per database ok/warning/critical (freshness, size, last run); exit 1 unless all ok."""
+    """Each database's backup health: ok, warning or critical. Judged by freshness, size and
+    the last run; exits 1 unless all are ok."""
     settings = settings_of(ctx)
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:
@@ -161,8 +165,8 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("prune")(prune_)
-    app.command("schedules")(schedules_)
-    app.command("scheduler")(scheduler_)
-    app.command("history")(history_)
-    app.command("health")(health_)
+    add_command(app, "prune", prune_)
+    add_command(app, "schedules", schedules_)
+    add_command(app, "scheduler", scheduler_)
+    add_command(app, "history", history_)
+    add_command(app, "health", health_)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +32,14 @@ def size(num: int | None) -> str:
 def when(value: datetime | None) -> str:
     """A UTC time as ``2026-11-21 05:30:12Z``."""
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
+def local_and_utc(value: datetime, timezone: str) -> str:
+    """An aware time in ``timezone`` with UTC beside it: ``2026-12-02 02:00 IST (20:30Z)``."""
+    from zoneinfo import ZoneInfo
+
+    local = value.astimezone(ZoneInfo(timezone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({value.astimezone(UTC):%H:%M}Z)"
 
 
 def as_json(value: Any) -> None:

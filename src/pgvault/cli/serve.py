@@ -21,7 +21,7 @@ import typer
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
-from pgvault.cli.common import settings_of
+from pgvault.cli.common import add_command, settings_of
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
 from pgvault.service import audit
@@ -37,8 +37,8 @@ tokens_app = typer.Typer(help="API tokens for scripts and CI.")
 
 def register(app: typer.Typer) -> None:
     """Add ``serve``, ``users``, ``tokens`` and ``passkey-hash`` to the main command."""
-    app.command("serve")(serve)
-    app.command("passkey-hash")(passkey_hash)
+    add_command(app, "serve", serve)
+    add_command(app, "passkey-hash", passkey_hash)
     app.add_typer(users_app, name="users", no_args_is_help=True)
     app.add_typer(tokens_app, name="tokens", no_args_is_help=True)
 
@@ -103,11 +103,11 @@ def _start_scheduler(settings: Settings, catalog: Catalog) -> Scheduler:
 
 
 def passkey_hash() -> None:
-    """Print the argon2 hash of a restore passkey (PGVAULT_PASSKEY or a prompt) for the
-    config's ``restore_passkey_hash``."""
-    from pgvault.service import users
+    """Print the hash of a restore passkey for the config. The passkey comes from
+    PGVAULT_PASSKEY or a prompt; put the hash in restore_passkey_hash."""
+    from pgvault import passwords
 
-    hashed = users.hash_secret(_secret_from("PGVAULT_PASSKEY", "Restore passkey"))
+    hashed = passwords.hash_secret(_secret_from("PGVAULT_PASSKEY", "Restore passkey"))
     sys.stdout.write(hashed + "\n")
 
 

@@ -300,7 +300,9 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
     named = explicit or (Path(from_env) if from_env else None)
     if named is not None:
         if not named.is_file():
-            raise ConfigError(f"config file {named} not found: check --config or PGVAULT_CONFIG")
+            raise ConfigError(
+                f"config file {named} not found: check PGVAULT_CONFIG", needs="config"
+            )
         return named
     local = Path("pgvault.toml")
     return local if local.is_file() else None

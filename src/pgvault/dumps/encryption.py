@@ -179,8 +179,8 @@ class _DecryptingReader(io.RawIOBase):
         n = self._reader.readinto(target)
         if n == 0 and self._error is not None and not self._closed_early.is_set():
             raise ArchiveError(
-                "cannot decrypt this backup: no identity matches its recipients "
-                "(check --identity / PGVAULT_AGE_IDENTITY_FILE)"
+                "cannot decrypt this backup: no identity matches its recipients",
+                needs="identity",
             ) from self._error
         return n
 

@@ -236,7 +236,9 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
         readable = cast(IO[bytes], peek)
         if layer == "age":
             if decrypt is None:
-                raise ArchiveError("this backup is age-encrypted: give --identity FILE")
+                raise ArchiveError(
+                    "this backup is age-encrypted: give its age identity file", needs="identity"
+                )
             stream = decrypt(readable)
         elif layer == "zstd":
             stream = _checked(

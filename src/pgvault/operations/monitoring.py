@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pgvault import databases
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
@@ -193,6 +194,54 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
         report.databases.append(assess(name, rows, max_staleness(settings, name, at), ratio, at))
     report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
     return report
+
+
+@dataclass
+class DatabaseSummary:
+    """One configured database at a glance: where it is, its newest completed backup (with
+    its age in seconds) and its health (as :func:`health` judges it)."""
+
+    name: str
+    dbname: str
+    server: str
+    environment: str | None
+    restore_target: bool
+    newest_backup: BackupRecord | None
+    newest_age_seconds: float | None
+    status: Status | None
+    reasons: list[str]
+
+
+def overview(
+    settings: Settings, catalog: Catalog, now: datetime | None = None
+) -> list[DatabaseSummary]:
+    """Each configured database with its environment, newest completed backup and health
+    status; ``restore_target`` tells whether this process's environment may restore into it.
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
+    at = now or datetime.now(UTC)
+    status = {db.database: db for db in health(settings, catalog, at).databases}
+    found = []
+    for name in sorted(settings.databases):
+        target = databases.from_config(settings, name)
+        newest = catalog.list_backups(database=name, status="completed", limit=1)
+        judged = status.get(name)
+        found.append(
+            DatabaseSummary(
+                name=name,
+                dbname=target.conn.dbname,
+                server=target.conn.display(),
+                environment=target.environment,
+                restore_target=target.environment in (None, settings.environment),
+                newest_backup=newest[0] if newest else None,
+                newest_age_seconds=(at - newest[0].started_at).total_seconds() if newest else None,
+                status=judged.status if judged else None,
+                reasons=judged.reasons if judged else [],
+            )
+        )
+    return found
 
 
 def history(

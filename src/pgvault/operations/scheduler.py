@@ -26,9 +26,7 @@ upload, removes what was written and marks the row ``interrupted``.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,15 +37,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pgvault import databases
-from pgvault.backups import naming as names
-from pgvault.backups import run as backups
-from pgvault.backups.run import BackupRequest, Cancelled
+from pgvault import backups, databases, runtime
+from pgvault.backups import BackupRequest
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
-from pgvault.errors import BackupError, Busy, PgvaultError
+from pgvault.errors import BackupError, Busy, Cancelled, PgvaultError
 from pgvault.operations import monitoring, notify, prune, verify
 from pgvault.operations.retention import SCHEDULE_LABEL
 from pgvault.operations.schedules import Schedule, configured, latest_fire_time
@@ -271,7 +267,7 @@ class Scheduler:
             dbname, server = s.database, "?"
         db = self.settings.databases.get(s.database)
         record = BackupRecord(
-            id=names.new_id(now),
+            id=runtime.new_id(now),
             database=s.database,
             dbname=dbname,
             server=server,
@@ -286,7 +282,7 @@ class Scheduler:
             duration_seconds=0.0,
             error=str(exc),
             created_by="scheduler",
-            runner=f"{socket.gethostname()}:{os.getpid()}",
+            runner=runtime.runner_id(),
         )
         log.error("%s failed before it started: %s", s.job_id, exc)
         try:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
-from pgvault import storage
+from pgvault import restores, storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
@@ -26,7 +26,6 @@ from pgvault.dumps.layers import DecryptHook, HashingReader, open_layers
 from pgvault.errors import ArchiveError, PgvaultError, VerifyError
 from pgvault.postgres import server, tools
 from pgvault.postgres.conninfo import ConnInfo
-from pgvault.restores import run as restores
 from pgvault.restores.loading import LoadOptions, Source, load
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def verify(
         counts = None
         if full:
             if server_conn is None:
-                raise VerifyError("full verification needs a server: give --to URL")
+                raise VerifyError("full verification needs a server to restore on", needs="server")
             counts = _restore_and_count(settings, record, server_conn, decrypt, cancel)
             detail += f"; {len(counts or {})} tables' rows match"
         result = VerifyResult(record.id, True, detail, full, counts)

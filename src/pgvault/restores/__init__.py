@@ -1,1 +1,42 @@
-"""restores."""
+"""Restores that never leave a team with less than it had.
+
+Owns the way a dump gets back into a database: ``plan`` (source, target, preview of objects
+and rows), ``policy`` (the guards every caller passes), ``run`` (the recorded run of a plan),
+``steps`` (swap / clean / recreate, each with its undo), ``loading`` (pg_restore or psql, error
+triage, version fallback), ``globals`` and ``leftovers``. It never takes a backup itself
+except the safety backup through :mod:`pgvault.backups`.
+"""
+
+from __future__ import annotations
+
+from pgvault.restores.leftovers import drop_leftover, leftovers
+from pgvault.restores.plan import (
+    RestorePlan,
+    RestorePreview,
+    RestoreRequest,
+    TableCheck,
+    client_tools,
+    plan,
+    resolve_target,
+)
+from pgvault.restores.run import check_policy, restore, run
+from pgvault.restores.steps import PRE_RESTORE_MARK, SCRATCH_MARK, check_counts, side_name
+
+__all__ = [
+    "PRE_RESTORE_MARK",
+    "SCRATCH_MARK",
+    "RestorePlan",
+    "RestorePreview",
+    "RestoreRequest",
+    "TableCheck",
+    "check_counts",
+    "check_policy",
+    "client_tools",
+    "drop_leftover",
+    "leftovers",
+    "plan",
+    "resolve_target",
+    "restore",
+    "run",
+    "side_name",
+]

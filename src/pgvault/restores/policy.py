@@ -1,62 +1,94 @@
-"""Restore policies of the service, checked before a restore job starts (nothing touched).
+"""The restore policy: one set of guards, checked inside every restore whoever asks for it
+(the CLI, the API, scheduled drills, the web UI). Nothing is touched before they all pass.
 
-Per database, in the config (``[databases.NAME]``):
+Per database (``[databases.NAME]`` in the config):
 
-* ``confirm`` must equal the target database's name (its config name or its dbname);
-* ``restore_passkey_hash``: the request's passkey must match (argon2, constant time);
-* ``require_recent_backup_minutes``: a completed backup of the target from this
-  environment must be newer than N minutes, unless the restore takes its automatic
-  pre-restore backup (which then is that recent backup);
-* environment guard: only databases of the service's own ``environment`` are targets
-  (stricter than the CLI's: a database without an environment is a target only for a
-  service without one); backups from any environment may be restored into them.
+* environment guard: a database configured with an ``environment`` may be restored only by
+  a pgvault process running in that environment (``PGVAULT_ENVIRONMENT``);
+* confirmation: the caller must give the target database's name (its config name or its
+  PostgreSQL name), typed by a person or passed explicitly by a script;
+* ``restore_passkey_hash``: the caller's passkey must match (argon2, constant time);
+* ``require_recent_backup_minutes``: a completed backup of the target from this environment
+  must be newer than N minutes, unless the restore takes its automatic pre-restore backup
+  of the existing target (which then is that recent backup).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from pgvault import runtime
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.errors import Refused
-from pgvault.service.users import verify_secret
+from pgvault.passwords import verify_secret
 
 
-def check_restore(
+def applicable(settings: Settings, target: DatabaseTarget) -> list[str]:
+    """The guards that apply to a restore into ``target``, in words (for previews)."""
+    found = ["confirmation: type the database name"]
+    if target.environment is not None:
+        found.append(f"environment: only a pgvault running in {target.environment!r}")
+    if target.settings.restore_passkey_hash is not None:
+        found.append("passkey: the database's restore passkey")
+    minutes = target.settings.require_recent_backup_minutes
+    if minutes is not None:
+        found.append(f"recent backup: a completed backup newer than {minutes} minutes")
+    return found
+
+
+def check_environment(settings: Settings, target: DatabaseTarget) -> None:
+    """The environment guard alone (also used before a preview).
+
+    Raises:
+        Refused: ``target`` belongs to another environment than this process.
+    """
+    wanted = target.environment
+    if wanted is not None and settings.environment != wanted:
+        have = settings.environment or "unset"
+        raise Refused(
+            f"database {target.name!r} belongs to environment {wanted!r} but this pgvault runs "
+            f"in {have!r}: restore it from a pgvault with PGVAULT_ENVIRONMENT={wanted}"
+        )
+
+
+def check(
     settings: Settings,
     catalog: Catalog,
     target: DatabaseTarget,
     *,
-    confirm: str,
+    confirm: str | None,
     passkey: str | None,
     safety_backup: bool,
+    target_exists: bool = True,
 ) -> None:
-    """Apply every restore policy of ``target``.
+    """Apply every guard of a restore into ``target``.
+
+    Args:
+        confirm: the name the caller typed or passed.
+        passkey: the passkey the caller gave, if any.
+        safety_backup: whether the restore will back up the existing target first.
+        target_exists: whether the target database exists now (no safety backup otherwise).
 
     Raises:
-        Refused: a policy refuses (the message says which and what to do); the passkey
-            message is ``Invalid restore passkey``.
+        Refused: a guard refuses (the message says which and what to do); a wrong passkey
+            is ``Invalid restore passkey``.
     """
-    service_env = settings.environment
-    if target.environment != service_env:
-        raise Refused(
-            f"database {target.name!r} belongs to environment {target.environment or 'none'!r}"
-            f" but this service runs in {service_env or 'none'!r}: restore it from a pgvault "
-            "service of that environment"
-        )
+    check_environment(settings, target)
     if confirm not in (target.name, target.conn.dbname):
         raise Refused(
-            f"confirmation does not match: set confirm to the database name {target.name!r}"
+            f"confirmation does not match: give the database name {target.conn.dbname!r} "
+            "to restore into it"
         )
     wanted = target.settings.restore_passkey_hash
     if wanted is not None and not verify_secret(passkey or "", wanted):
         raise Refused("Invalid restore passkey: give the passkey configured for this database")
     minutes = target.settings.require_recent_backup_minutes
-    if minutes is not None and not safety_backup:
-        since = datetime.now(UTC) - timedelta(minutes=minutes)
+    if minutes is not None and not (safety_backup and target_exists):
+        since = runtime.now() - timedelta(minutes=minutes)
         newest = catalog.list_backups(
-            database=target.name, environment=service_env, status="completed", limit=1
+            database=target.name, environment=settings.environment, status="completed", limit=1
         )
         if not newest or newest[0].started_at < since:
             raise Refused(

@@ -15,42 +15,33 @@ when the next runner starts (:meth:`JobRunner.recover`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import IO, Any
 
-from pgvault.backups import run as backups
+from pgvault import backups, restores, runtime
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog import jobs as rows
 from pgvault.catalog.jobs import JobKind, JobRecord
+from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import Busy, NotFound, PgvaultError
 from pgvault.operations import verify
 from pgvault.postgres.conninfo import ConnInfo
-from pgvault.restores import run as restores
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 1.0  # seconds between progress writes to the catalog
 EXCLUSIVE_KINDS = ("backup", "restore", "upload-restore", "dump")
 ENDED = ("completed", "failed", "cancelled", "interrupted")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -107,13 +98,11 @@ class JobRunner:
     def recover(self) -> list[str]:
         """Mark ``interrupted`` the unfinished jobs of dead runners of this host; returns
         their ids."""
-        host = socket.gethostname()
-        mine = _runner_id()
         marked = []
         for job in rows.list_jobs(self.catalog, status=("queued", "running"), limit=1000):
-            if job.runner is None or job.runner == mine or not job.runner.startswith(host + ":"):
+            if not runtime.runner_is_dead(job.runner, job.created_at):
                 continue
-            job.status, job.finished_at = "interrupted", _now()
+            job.status, job.finished_at = "interrupted", runtime.now()
             job.error = "the pgvault process running this job stopped"
             rows.save_job(self.catalog, job)
             marked.append(job.id)
@@ -148,14 +137,14 @@ class JobRunner:
             backup_id=backup_id,
             params=params or {},
             created_by=created_by,
-            runner=_runner_id(),
-            created_at=_now(),
+            runner=runtime.runner_id(),
+            created_at=runtime.now(),
         )
         live = _Live(job, threading.Event(), threading.Event())
         self.forget_ended()
         with self._lock:
             if kind in EXCLUSIVE_KINDS and conn is not None:
-                live.lock_name = f"{conn.server_key()}/{conn.dbname}"
+                live.lock_name = locks.database_lock(conn)
                 self._refuse_if_busy(database or conn.dbname, live.lock_name)
             self._live[job.id] = live
         rows.save_job(self.catalog, job)
@@ -174,7 +163,7 @@ class JobRunner:
             Busy: one runs.
         """
         with self._lock:
-            self._refuse_if_busy(name, f"{conn.server_key()}/{conn.dbname}")
+            self._refuse_if_busy(name, locks.database_lock(conn))
 
     def _refuse_if_busy(self, name: str, lock_name: str) -> None:
         for other in self._live.values():
@@ -183,13 +172,13 @@ class JobRunner:
                     f"a {other.job.kind} of {name} is already running (job {other.job.id}): "
                     "wait for it to end or cancel it"
                 )
-        with locks.exclusive(self.settings, self.catalog, f"backup:{lock_name}") as got:
+        with locks.exclusive(self.settings, self.catalog, lock_name) as got:
             if not got:
                 raise Busy(f"a backup of {name} is already running: wait for it to end")
 
     def _run(self, live: _Live, work: Work) -> None:
         job = live.job
-        job.status, job.started_at = "running", _now()
+        job.status, job.started_at = "running", runtime.now()
         self._save(live, force=True)
         context = JobContext(job, live.cancel, lambda force: self._save(live, force))
         try:
@@ -202,7 +191,7 @@ class JobRunner:
             job.error_kind = type(exc).__name__
             if not isinstance(exc, PgvaultError):
                 log.exception("job %s (%s) crashed", job.id, job.kind)
-        job.finished_at = _now()
+        job.finished_at = runtime.now()
         job.rate = None if job.status != "completed" else job.rate
         try:
             self._save(live, force=True)
@@ -282,7 +271,7 @@ class JobRunner:
 
     def forget_ended(self, older_than: timedelta = timedelta(hours=1)) -> None:
         """Drop ended jobs from memory (their rows stay in the catalog)."""
-        cutoff = _now() - older_than
+        cutoff = runtime.now() - older_than
         with self._lock:
             for job_id, live in list(self._live.items()):
                 ended = live.job.finished_at
@@ -323,22 +312,50 @@ def start_backup(
     )
 
 
+def start_backup_once(
+    runner: JobRunner,
+    request: backups.BackupRequest,
+    *,
+    params: dict[str, Any],
+    actor: str,
+    idempotency_key: str | None,
+) -> str:
+    """:func:`start_backup`, unless ``actor`` already started a job with the same
+    ``idempotency_key`` within ``api.idempotency_hours``: then that job's id. Two requests
+    racing with one key get one job (the catalog's unique key decides). Returns the job id.
+
+    Raises:
+        Busy: a backup or restore of the database is running.
+    """
+    if not idempotency_key:
+        return start_backup(runner, request, params=params).id
+    now = runtime.now()
+    since = now - timedelta(hours=runner.settings.api.idempotency_hours)
+    known = rows.idempotent_job(runner.catalog, actor, idempotency_key, since)
+    if known:
+        return known
+    job_id = start_backup(runner, request, params=params).id
+    return rows.claim_idempotency_key(runner.catalog, actor, idempotency_key, job_id, now, since)
+
+
 def start_restore(
     runner: JobRunner,
-    request: restores.RestoreRequest,
+    plan: restores.RestorePlan,
     *,
     params: dict[str, Any],
     kind: JobKind = "restore",
 ) -> JobRecord:
-    """A restore job (``restores.run``); its result holds ``restore`` (the record).
+    """A restore job (:func:`pgvault.restores.run` of ``plan``, which checks the restore
+    policy again); its result holds ``restore`` (the record).
 
     Raises:
         Busy: a backup or restore of the target database is running.
     """
+    request = plan.request
 
     def work(context: JobContext) -> dict[str, Any]:
         result = restores.run(
-            runner.settings, runner.catalog, request, progress=context.step, cancel=context.cancel
+            runner.settings, runner.catalog, plan, progress=context.step, cancel=context.cancel
         )
         context.job.restore_id = result.id
         return {"restore": result.model_dump(mode="json")}
@@ -348,10 +365,69 @@ def start_restore(
         work,
         database=request.target.name,
         conn=request.target.conn,
-        backup_id=request.backup_id,
-        params=params,
+        backup_id=plan.record.id if plan.record else None,
+        params={**params, "mode": request.mode},
         created_by=request.created_by,
     )
+
+
+def restore_backup(runner: JobRunner, request: restores.RestoreRequest) -> JobRecord:
+    """Plan a restore of a catalogued backup, refuse it now if the restore policy does
+    (so the caller gets the answer before any job exists), and start it as a job.
+
+    Raises:
+        Refused: the policy refuses (nothing touched, no job).
+        NotFound, RestoreError, ArchiveError: the backup cannot be restored.
+        Busy: a backup or restore of the target runs.
+    """
+    plan = restores.plan(runner.settings, runner.catalog, request, preview=False)
+    restores.check_policy(runner.settings, runner.catalog, plan)
+    params = {**target_params(request.target), "backup_id": request.backup_id}
+    return start_restore(runner, plan, params=params)
+
+
+def restore_upload(
+    runner: JobRunner,
+    request: restores.RestoreRequest,
+    upload: IO[bytes],
+    *,
+    limit: int,
+    filename: str | None,
+) -> tuple[BackupRecord, JobRecord]:
+    """Restore an uploaded dump: the policy is checked and the target must be free before
+    the upload is received; the upload is stored and checked as a backup (trigger
+    ``upload``), then restored as a job. Returns the new backup and the job.
+
+    Raises:
+        Refused: the policy refuses (nothing received).
+        Busy: a backup or restore of the target runs (nothing received).
+        ArchiveError, TooLarge: the upload is not a whole dump or too large (nothing kept).
+    """
+    settings, catalog, target = runner.settings, runner.catalog, request.target
+    restores.policy.check(
+        settings,
+        catalog,
+        target,
+        confirm=request.confirm,
+        passkey=request.passkey,
+        safety_backup=request.safety_backup,
+    )
+    runner.ensure_free(target.name, target.conn)
+    record = backups.receive_upload(
+        settings,
+        catalog,
+        target,
+        upload,
+        limit=limit,
+        decrypt=request.decrypt,
+        created_by=request.created_by,
+        filename=filename,
+    )
+    planned = restores.plan(
+        settings, catalog, dataclasses.replace(request, backup_id=record.id), preview=False
+    )
+    params = {**target_params(target), "backup_id": record.id}
+    return record, start_restore(runner, planned, params=params, kind="upload-restore")
 
 
 def start_verify(

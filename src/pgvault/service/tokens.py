@@ -23,11 +23,12 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import jwt
 
+from pgvault import runtime
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.catalog.accounts import ApiTokenRecord, RefreshTokenRecord, Role, UserRecord
@@ -42,10 +43,6 @@ MIN_SECRET = 32
 API_PREFIX = "pgv_"
 REFRESH_PREFIX = "pgvr_"
 LAST_USED_EVERY = timedelta(minutes=1)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def digest(token: str) -> str:
@@ -119,7 +116,7 @@ class Tokens:
     # --- JWTs -------------------------------------------------------------------------
 
     def _encode(self, claims: dict[str, Any], lifetime: timedelta) -> str:
-        now = _now()
+        now = runtime.now()
         body = {**claims, "iat": now, "exp": now + lifetime, "jti": secrets.token_hex(8)}
         return jwt.encode(body, self._secret, algorithm=ALGORITHM)
 
@@ -149,7 +146,7 @@ class Tokens:
             {"sub": user.id, "ver": user.token_version, "typ": "access"}, lifetime
         )
         plain = REFRESH_PREFIX + secrets.token_urlsafe(32)
-        now = _now()
+        now = runtime.now()
         record = RefreshTokenRecord(
             id=secrets.token_hex(8),
             user_id=user.id,
@@ -173,7 +170,7 @@ class Tokens:
                 family: someone replayed it), or the user is gone or disabled.
         """
         found = rows.find_refresh_token(self._catalog, digest(refresh_token))
-        now = _now()
+        now = runtime.now()
         if found is None or not hmac.compare_digest(found.token_hash, digest(refresh_token)):
             raise AuthError("unknown refresh token: log in again")
         if found.revoked_at is not None:
@@ -190,7 +187,7 @@ class Tokens:
     def logout(self, user_id: str, refresh_token: str | None) -> None:
         """Revoke ``refresh_token``'s family (or, without one, every session of the user)
         and bump the user's ``token_version`` so their access tokens stop working."""
-        now = _now()
+        now = runtime.now()
         found = rows.find_refresh_token(self._catalog, digest(refresh_token or ""))
         if found is not None and found.user_id == user_id:
             rows.revoke_refresh_tokens(self._catalog, now, family_id=found.family_id)
@@ -222,7 +219,7 @@ class Tokens:
 
     def _api_principal(self, plain: str) -> Principal:
         found = rows.find_api_token(self._catalog, digest(plain))
-        now = _now()
+        now = runtime.now()
         if found is None or not hmac.compare_digest(found.token_hash, digest(plain)):
             raise AuthError("unknown API token")
         if found.revoked_at is not None:
@@ -239,7 +236,7 @@ class Tokens:
         """A download token for ``backup_id`` and when it expires (UTC)."""
         lifetime = timedelta(seconds=self._api.download_link_seconds)
         token = self._encode({"sub": backup_id, "typ": "download"}, lifetime)
-        return token, _now() + lifetime
+        return token, runtime.now() + lifetime
 
     def check_download(self, token: str) -> str:
         """The backup id a download token was signed for.
@@ -269,7 +266,7 @@ def create_api_token(
     if not name.strip() or len(name) > 255:
         raise ConfigError("an API token needs a name of 1-255 characters")
     plain = API_PREFIX + secrets.token_urlsafe(32)
-    now = _now()
+    now = runtime.now()
     record = ApiTokenRecord(
         id=secrets.token_hex(8),
         name=name,
@@ -289,5 +286,5 @@ def revoke_api_token(catalog: Catalog, token_id: str) -> None:
     Raises:
         NotFound: unknown id.
     """
-    if rows.update_api_token(catalog, token_id, revoked_at=_now()) == 0:
+    if rows.update_api_token(catalog, token_id, revoked_at=runtime.now()) == 0:
         raise NotFound(f"no API token with id {token_id!r}: GET /api/v1/tokens lists them")

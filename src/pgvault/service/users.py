@@ -24,12 +24,10 @@ import logging
 import re
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import get_args
 
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
-
+from pgvault import runtime
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.catalog.accounts import LoginFailures, Role, UserRecord
@@ -42,20 +40,12 @@ from pgvault.errors import (
     Refused,
     Throttled,
 )
+from pgvault.passwords import hash_secret, verify_secret
 
 log = logging.getLogger(__name__)
 
 ROLES: tuple[Role, ...] = get_args(Role)
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_hasher = PasswordHash((Argon2Hasher(),))
-# Verified against when the user does not exist, so both cases cost the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def role_allows(have: str, need: str) -> bool:
@@ -72,30 +62,6 @@ def check_role(role: str) -> Role:
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     return role
-
-
-def hash_secret(plain: str) -> str:
-    """An argon2id hash (PHC string) of a password or restore passkey.
-
-    Raises:
-        ConfigError: shorter than 8 or longer than 1024 characters.
-    """
-    if not MIN_PASSWORD <= len(plain) <= MAX_PASSWORD:
-        raise ConfigError(
-            f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters: choose a longer one"
-        )
-    return _hasher.hash(plain)
-
-
-def verify_secret(plain: str, hashed: str | None) -> bool:
-    """Whether ``plain`` matches the argon2 hash ``hashed`` (constant time in the secret;
-    a missing hash costs the same as a wrong one)."""
-    try:
-        ok = _hasher.verify(plain[:MAX_PASSWORD], hashed or _DUMMY_HASH)
-    except Exception:  # noqa: BLE001 - a malformed hash in the config is a mismatch
-        log.warning("a stored password hash is malformed; treating it as a mismatch")
-        return False
-    return bool(ok) and hashed is not None
 
 
 def create(
@@ -131,7 +97,7 @@ def _new_user(username: str, password: str, role: str, created_by: str | None) -
         raise ConfigError(
             f"user name {username!r} is not allowed: 1-64 letters, digits and . _ @ -"
         )
-    now = _now()
+    now = runtime.now()
     return UserRecord(
         id=secrets.token_hex(8),
         username=username,
@@ -191,9 +157,9 @@ def update(
         raise Refused(f"{username!r} is the last owner: make another user owner first")
     if password is not None or disabled:
         values["token_version"] = user.token_version + 1
-        rows.revoke_refresh_tokens(catalog, _now(), user_id=user.id)
+        rows.revoke_refresh_tokens(catalog, runtime.now(), user_id=user.id)
     if values:
-        values["updated_at"] = _now()
+        values["updated_at"] = runtime.now()
         rows.update_user(catalog, user.id, **values)
     return get(catalog, username)
 
@@ -235,7 +201,7 @@ def authenticate(
     """
     api = settings.api
     keys = [f"user:{username[:255]}"] + ([f"addr:{address}"] if address else [])
-    now = _now()
+    now = runtime.now()
     states = rows.get_login_failures(catalog, keys)
     locked = [s for s in states if s.locked_until is not None and s.locked_until > now]
     if locked:

@@ -132,7 +132,8 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(
                 f"backup directory {self.root} is not writable ({exc.strerror}): "
-                "fix its permissions or choose another --storage"
+                "fix its permissions or choose another storage target",
+                needs="storage",
             ) from exc
 
     def local_path(self, key: str) -> Path | None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime
 
-from pgvault import databases
+from pgvault import backups, databases
 from pgvault.api.deps import (
     Caller,
     CatalogDep,
@@ -20,7 +19,6 @@ from pgvault.api.deps import (
     require_role,
 )
 from pgvault.api.routes._common import ERRORS
-from pgvault.api.routes.databases import chunks
 from pgvault.api.schemas import (
     BackupDoneOut,
     BackupIn,
@@ -32,9 +30,7 @@ from pgvault.api.schemas import (
     JobOut,
     TriggerQ,
 )
-from pgvault.backups import run as backups
-from pgvault.backups import uploads as transfers
-from pgvault.catalog import jobs as job_rows
+from pgvault.api.streams import backup_download
 from pgvault.catalog.records import BackupRecord
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.service import jobs
@@ -66,29 +62,25 @@ def start_backup(
     """Start a backup job (202 with the job and a ``Location``). ``wait=true`` blocks until
     it ends and answers the backup. The same ``Idempotency-Key`` within a day answers the
     same job instead of starting another."""
-    now = datetime.now(UTC)
-    since = now - timedelta(hours=settings.api.idempotency_hours)
-    job_id = idempotency_key and job_rows.idempotent_job(
-        catalog, caller.actor, idempotency_key, since
+    target = databases.from_config(settings, body.database)
+    backup_request = backups.BackupRequest(
+        target=target,
+        dump_format=body.format,
+        compression=body.compression,
+        tables=body.tables,
+        exclude_tables=body.exclude_tables,
+        labels=body.labels,
+        storage=body.storage,
+        created_by=caller.actor,
     )
-    if not job_id:
-        target = databases.from_config(settings, body.database)
-        backup_request = backups.BackupRequest(
-            target=target,
-            dump_format=body.format,
-            compression=body.compression,
-            tables=body.tables,
-            exclude_tables=body.exclude_tables,
-            labels=body.labels,
-            storage=body.storage,
-            created_by=caller.actor,
-        )
-        params = {**jobs.target_params(target), **body.model_dump(exclude_defaults=True)}
-        job_id = jobs.start_backup(runner, backup_request, params=params).id
-        if idempotency_key:
-            job_id = job_rows.claim_idempotency_key(
-                catalog, caller.actor, idempotency_key, job_id, now, since
-            )
+    params = {**jobs.target_params(target), **body.model_dump(exclude_defaults=True)}
+    job_id = jobs.start_backup_once(
+        runner,
+        backup_request,
+        params=params,
+        actor=caller.actor,
+        idempotency_key=idempotency_key,
+    )
     request.state.audit_target = f"job={job_id}"
     response.headers["Location"] = f"/api/v1/jobs/{job_id}"
     if not wait:
@@ -165,15 +157,8 @@ def delete_backup(backup_id: str, settings: SettingsDep, catalog: CatalogDep) ->
 
 
 def _stream(settings: SettingsDep, catalog: CatalogDep, backup_id: str) -> StreamingResponse:
-    record, stream = transfers.open_backup(settings, catalog, backup_id)
-    return StreamingResponse(
-        chunks(stream),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Disposition": f'attachment; filename="{transfers.download_name(record)}"',
-            "Content-Length": str(record.size_bytes),
-        },
-    )
+    record, stream = backups.open_backup(settings, catalog, backup_id)
+    return backup_download(record, stream)
 
 
 @router.get(

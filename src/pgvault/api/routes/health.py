@@ -2,7 +2,7 @@
 
 The body is built by :func:`report` from :data:`CHECKS` (public, name -> probe returning a
 dict with ``ok``) and, for authenticated callers, ``databases`` from
-:func:`pgvault.api.routes.databases.overview`. Other features add a check by appending to
+:func:`pgvault.operations.monitoring.overview`. Other features add a check by appending to
 :data:`CHECKS` (e.g. the scheduler's state).
 """
 
@@ -17,12 +17,12 @@ from fastapi.concurrency import run_in_threadpool
 from pgvault import storage
 from pgvault.api.deps import CatalogDep, MaybeCaller, SettingsDep
 from pgvault.api.routes._common import ERRORS
-from pgvault.api.routes.databases import overview
-from pgvault.api.schemas import HealthOut
+from pgvault.api.schemas import DatabaseOut, HealthOut
 from pgvault.catalog import Catalog
 from pgvault.catalog import jobs as job_rows
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
+from pgvault.operations import monitoring
 from pgvault.postgres import tools
 
 router = APIRouter(tags=["health"], responses=ERRORS)
@@ -69,7 +69,9 @@ def report(settings: Settings, catalog: Catalog, detailed: bool) -> HealthOut:
     return HealthOut(
         status="ok" if healthy else "degraded",
         checks=results,
-        databases=overview(settings, catalog) if detailed else None,
+        databases=[DatabaseOut.of(s) for s in monitoring.overview(settings, catalog)]
+        if detailed
+        else None,
     )
 
 

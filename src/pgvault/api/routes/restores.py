@@ -1,4 +1,6 @@
-"""``POST /backups/{id}/restore`` and ``POST /databases/{name}/restore-upload`` (jobs)."""
+"""``POST /backups/{id}/restore-preview``, ``POST /backups/{id}/restore`` and
+``POST /databases/{name}/restore-upload`` (jobs). Targets are configured databases only:
+no URL or path from a request ever names a place to restore into."""
 
 from __future__ import annotations
 
@@ -6,21 +8,53 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile, status
 
-from pgvault import databases
+from pgvault import restores
 from pgvault.api.deps import Caller, CatalogDep, RunnerDep, SettingsDep, require_role
 from pgvault.api.routes._common import ERRORS
-from pgvault.api.schemas import ErrorBody, JobOut, RestoreIn
-from pgvault.backups import uploads as transfers
+from pgvault.api.schemas import ErrorBody, JobOut, RestoreIn, RestorePreviewIn
+from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import TooLarge
-from pgvault.restores import policy as guards
-from pgvault.restores import run as restores
+from pgvault.restores import policy
 from pgvault.service import jobs
 
 router = APIRouter(tags=["restores"], responses=ERRORS, dependencies=[require_role("admin")])
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The upload is over the size limit."}
 }
+
+
+def _request(
+    settings: Settings, catalog: CatalogDep, backup_id: str, body: RestorePreviewIn, actor: str
+) -> restores.RestoreRequest:
+    record = catalog.get_backup(backup_id)
+    target = restores.resolve_target(settings, record=record, database=body.target)
+    return restores.RestoreRequest(
+        target=target,
+        backup_id=record.id,
+        mode=body.mode,
+        confirm=body.confirm if isinstance(body, RestoreIn) else None,
+        passkey=body.passkey if isinstance(body, RestoreIn) else None,
+        safety_backup=body.safety_backup,
+        decrypt=decryptor_from(settings.age_identity_file),
+        created_by=actor,
+    )
+
+
+@router.post("/backups/{backup_id}/restore-preview", response_model=restores.RestorePreview)
+def preview_restore(
+    backup_id: str,
+    body: RestorePreviewIn,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    caller: Caller,
+) -> restores.RestorePreview:
+    """What a restore would do, changing nothing (what ``pgvault restore --dry-run`` shows):
+    the archive's objects by type, rows per table at backup time beside the target's now,
+    whether a safety backup is taken, and the guards that apply."""
+    request = _request(settings, catalog, backup_id, body, caller.actor)
+    policy.check_environment(settings, request.target)
+    return restores.plan(settings, catalog, request).preview
 
 
 @router.post(
@@ -38,27 +72,7 @@ def restore_backup(
     """Restore a backup into a configured database as a job (the core's safe restore with
     its automatic pre-restore backup). Refused (403) by the target's policies: confirmation,
     passkey, recent backup, environment; 409 while a backup or restore of it runs."""
-    record = catalog.get_backup(backup_id)
-    target = databases.from_config(settings, body.target or record.database)
-    guards.check_restore(
-        settings,
-        catalog,
-        target,
-        confirm=body.confirm,
-        passkey=body.passkey,
-        safety_backup=body.safety_backup,
-    )
-    request = restores.RestoreRequest(
-        target=target,
-        backup_id=record.id,
-        mode=body.mode,
-        confirm=target.conn.dbname,
-        safety_backup=body.safety_backup,
-        decrypt=decryptor_from(settings.age_identity_file),
-        created_by=caller.actor,
-    )
-    params = {**jobs.target_params(target), "mode": body.mode, "backup_id": record.id}
-    job = jobs.start_restore(runner, request, params=params)
+    job = jobs.restore_backup(runner, _request(settings, catalog, backup_id, body, caller.actor))
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.model_validate(job.model_dump())
 
@@ -76,7 +90,6 @@ def restore_upload(
     request: Request,
     response: Response,
     settings: SettingsDep,
-    catalog: CatalogDep,
     runner: RunnerDep,
     caller: Caller,
     mode: Annotated[Literal["swap", "clean", "recreate"], Form()] = "swap",
@@ -89,32 +102,17 @@ def restore_upload(
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + 64 * 1024:
         raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
-    target = databases.from_config(settings, name)
-    guards.check_restore(
-        settings, catalog, target, confirm=confirm, passkey=passkey, safety_backup=True
-    )
-    runner.ensure_free(target.name, target.conn)
-    decrypt = decryptor_from(settings.age_identity_file)
-    record = transfers.receive_upload(
-        settings,
-        catalog,
-        target,
-        file.file,
-        limit=limit,
-        decrypt=decrypt,
+    restore = restores.RestoreRequest(
+        target=restores.resolve_target(settings, record=None, database=name),
+        mode=mode,
+        confirm=confirm,
+        passkey=passkey,
+        decrypt=decryptor_from(settings.age_identity_file),
         created_by=caller.actor,
-        filename=file.filename,
+    )
+    record, job = jobs.restore_upload(
+        runner, restore, file.file, limit=limit, filename=file.filename
     )
     request.state.audit_target = f"backup={record.id}"
-    restore = restores.RestoreRequest(
-        target=target,
-        backup_id=record.id,
-        mode=mode,
-        confirm=target.conn.dbname,
-        decrypt=decrypt,
-        created_by=caller.actor,
-    )
-    params = {**jobs.target_params(target), "mode": mode, "backup_id": record.id}
-    job = jobs.start_restore(runner, restore, params=params, kind="upload-restore")
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.model_validate(job.model_dump())

@@ -1,0 +1,114 @@
+"""The ``pgvault`` command: global options, the commands in the order people use them, and
+the one place errors end.
+
+Each command module parses its options, calls one domain function and renders the answer;
+none holds backup or restore logic. A :class:`~pgvault.errors.PgvaultError` ends in
+:func:`run` as one line on stderr and the exit code of its class
+(:data:`pgvault.errors.EXIT_CODES`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from pgvault import __version__
+from pgvault.cli import backups, maintenance, ops, render, restores, serve
+from pgvault.config.settings import load_settings
+from pgvault.errors import PgvaultError, exit_code
+
+app = typer.Typer(
+    help="PostgreSQL backups you can restore: streaming pg_dump, a catalog, safe restores.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"pgvault {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file (default: $PGVAULT_CONFIG, ./pgvault.toml)."),
+    ] = None,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log more: -v info, -vv debug (a counter: repeat it, it takes no value).",
+        ),
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """PostgreSQL backups you can restore."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    fmt = "%(asctime)s " if verbose else ""
+    logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
+    ctx.obj = load_settings(config)
+
+
+backups.register(app)  # backup, list, show, verify, download, delete, stats
+restores.register(app)  # restore (registered second: see the order below)
+ops.register(app)  # history, health, prune, schedules, scheduler
+maintenance.register(app)  # doctor, catalog rebuild
+serve.register(app)  # serve, users, tokens, passkey-hash
+
+ORDER = (
+    "backup restore list show verify download delete stats history health prune schedules "
+    "doctor catalog serve scheduler users tokens passkey-hash"
+).split()
+"""The order ``pgvault --help`` lists commands in: the everyday ones first, then
+unattended operation, maintenance and the service. Commands not named here follow."""
+
+
+class _Ordered(typer.core.TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        names = list(self.commands)
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
+app.info.cls = _Ordered
+
+
+HINTS = {
+    "identity": "--identity FILE or PGVAULT_AGE_IDENTITY_FILE",
+    "database": "check --database",
+    "target": "--to URL or --database NAME",
+    "storage": "--storage NAME",
+    "config": "--config FILE",
+    "backup": "'pgvault list' shows the backups",
+    "server": "--to URL",
+}
+"""The CLI's words for what an error :attr:`~pgvault.errors.PgvaultError.needs`."""
+
+
+def run() -> NoReturn:
+    """Console-script entry point: click/typer handle usage errors (exit 2) and --help; a
+    PgvaultError becomes one line on stderr and its class's exit code."""
+    try:
+        app()  # standalone mode: ends with SystemExit
+    except PgvaultError as exc:
+        hint = HINTS.get(exc.needs or "")
+        render.error(f"{exc} ({hint})" if hint else str(exc))
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,351 @@
+"""Everyday backup commands: ``backup``, ``list``, ``show``, ``verify``, ``download``,
+``delete``, ``stats``. Each parses, calls one domain function, renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, get_args
+
+import typer
+
+from pgvault import backups, databases, storage
+from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
+from pgvault.cli import render
+from pgvault.cli.common import (
+    IdentityOpt,
+    JsonOpt,
+    add_command,
+    decryptor,
+    open_catalog,
+    settings_of,
+)
+from pgvault.cli.progress import BytesProgress
+from pgvault.config.settings import Settings
+from pgvault.errors import EXIT_CODES, BackupError, ConfigError
+from pgvault.operations import verify
+from pgvault.postgres import conninfo
+
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", "-d", help="A database named in the config.")
+]
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"label {pair!r} is not KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def backup(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None, typer.Argument(help="postgresql://user@host:port/db (no password in it).")
+    ] = None,
+    database: DatabaseOpt = None,
+    all_databases: Annotated[
+        bool, typer.Option("--all", help="Every database of the server at URL.")
+    ] = False,
+    dump_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-F",
+            help="custom, plain or directory. Default: custom compressed by pg_dump with "
+            "zstd when pg_dump can, else directory with gzip level 1 (parallel dump and "
+            "restore).",
+        ),
+    ] = None,
+    compression: Annotated[
+        str | None, typer.Option(help="zstd, gzip or none (default: as for --format).")
+    ] = None,
+    level: Annotated[int | None, typer.Option(help="Compression level.")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump workers (directory).")
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", help="Only this table (repeatable).")
+    ] = None,
+    exclude_table: Annotated[
+        list[str] | None, typer.Option(help="Skip this table (repeatable).")
+    ] = None,
+    schema: Annotated[
+        list[str] | None, typer.Option("--schema", "-n", help="Only this schema (repeatable).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable).")
+    ] = None,
+    storage_name: Annotated[
+        str | None, typer.Option("--storage", help="Storage target name or URL.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop pg_dump after this many seconds.")
+    ] = None,
+    no_globals: Annotated[
+        bool, typer.Option("--no-globals", help="Do not store roles and tablespaces beside it.")
+    ] = False,
+    encrypt_to: Annotated[
+        list[str] | None, typer.Option("--encrypt-to", help="age recipient age1... (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up a database into a storage target. With --all, every database of a server."""
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
+
+    def request(target: databases.DatabaseTarget) -> backups.BackupRequest:
+        return backups.BackupRequest(
+            target=target,
+            dump_format=dump_format,
+            compression=compression,
+            level=level,
+            jobs=jobs,
+            tables=table or [],
+            exclude_tables=exclude_table or [],
+            schemas=schema or [],
+            labels=_labels(label or []),
+            storage=storage_name,
+            timeout=timeout,
+            with_globals=not no_globals,
+            recipients=encrypt_to or [],
+        )
+
+    with BytesProgress(enabled=not as_json) as progress:
+        if all_databases:
+            if url is None:
+                raise ConfigError("--all needs the server's URL")
+            done, failed = backups.create_all(
+                settings, catalog, conninfo.parse(url), request, progress=progress.update
+            )
+        else:
+            target = databases.resolve(settings, url, database)
+            done = [backups.create(settings, catalog, request(target), progress=progress.update)]
+            failed = []
+    if as_json:
+        render.as_json(done if all_databases else done[0])
+    for record in [] if as_json else done:
+        render.info(
+            f"backup {record.id} of {record.database} completed: "
+            f"{render.size(record.size_bytes)} in {record.duration_seconds:.1f} s "
+            f"-> {record.storage_key}"
+        )
+    for name, message in failed:
+        render.error(f"{name}: {message}")
+    if failed:
+        raise typer.Exit(EXIT_CODES[BackupError])
+
+
+def list_(
+    ctx: typer.Context,
+    database: DatabaseOpt = None,
+    environment: Annotated[str | None, typer.Option(help="Only this environment.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="running, completed, failed, interrupted or deleted."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    from_storage: Annotated[
+        bool, typer.Option("--from-storage", help="Read the manifests in storage, not the catalog.")
+    ] = False,
+    storage_name: Annotated[
+        str | None, typer.Option("--storage", help="Storage target for --from-storage.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List backups, newest first. From the catalog, or with --from-storage from the
+    manifests in a storage target."""
+    settings = settings_of(ctx)
+    if from_storage:
+        found = backups.stored_manifests(storage.resolve(settings, storage_name))
+        chosen = [
+            r
+            for r in reversed(found)
+            if (database is None or r.database == database)
+            and (environment is None or r.environment == environment)
+        ][:limit]
+        _render_backups(chosen, {}, as_json)
+        return
+    if status is not None and status not in get_args(BackupStatus):
+        raise ConfigError(f"--status {status!r} is not one of {', '.join(get_args(BackupStatus))}")
+    catalog = open_catalog(settings)
+    records = catalog.list_backups(
+        database=database,
+        environment=environment,
+        status=status,  # type: ignore[arg-type]
+        limit=limit,
+    )
+    if not records and not as_json:
+        what = "no backups match" if database or environment or status else "no backups yet"
+        render.info(f"{what}: make one with 'pgvault backup postgresql://user@host/db'")
+        return
+    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json)
+
+
+def _render_backups(
+    records: list[BackupRecord], copies_by_id: dict[str, list[BackupCopy]], as_json: bool
+) -> None:
+    if as_json:
+        render.as_json(
+            [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
+        )
+        return
+    columns = "id database env status trigger format size started_(UTC) labels storage".split()
+    render.table(
+        None,
+        [c.replace("_", " ") for c in columns],
+        (
+            (
+                r.id,
+                r.database,
+                r.environment,
+                r.status,
+                r.trigger,
+                r.format,
+                render.size(r.size_bytes),
+                render.when(r.started_at),
+                ",".join(f"{k}={v}" for k, v in r.labels.items()),
+                " + ".join(
+                    [r.storage] + [f"{c.storage} ({c.status})" for c in copies_by_id.get(r.id, [])]
+                ),
+            )
+            for r in records
+        ),
+    )
+
+
+def show(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id, 'latest' or file name.")],
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show everything the catalog knows about one backup."""
+    record = open_catalog(settings_of(ctx)).find_backup(backup_id, database=database)
+    if as_json:
+        render.as_json(record)
+        return
+    fields = record.model_dump()
+    counts = fields.pop("row_counts") or {}
+    objects = fields.pop("object_counts") or {}
+    render.table(f"backup {record.id}", ("field", "value"), fields.items())
+    if objects:
+        render.table("objects", ("type", "count"), objects.items())
+    if counts:
+        render.table("rows at backup time", ("table", "rows"), counts.items())
+
+
+def verify_(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id, 'latest' or file name.")],
+    full: Annotated[
+        bool, typer.Option(help="Also restore into a scratch database and compare rows.")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(help="Server for --full, as a URL (default: the backup's own)."),
+    ] = None,
+    database: DatabaseOpt = None,
+    identity: IdentityOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a backup's stored bytes and archive. --full also test-restores it."""
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
+    record = catalog.find_backup(backup_id, database=database)
+    server_conn = _server_of(settings, record, to) if full else None
+    result = verify.verify(
+        settings,
+        catalog,
+        record.id,
+        full=full,
+        server_conn=server_conn,
+        decrypt=decryptor(settings, identity),
+    )
+    if as_json:
+        render.as_json(result)
+    else:
+        render.info(f"backup {record.id}: ok ({result.detail})")
+
+
+def _server_of(settings: Settings, record: BackupRecord, url: str | None) -> conninfo.ConnInfo:
+    if url is not None:
+        return conninfo.parse(url)
+    if record.database in settings.databases:
+        return databases.from_config(settings, record.database).conn
+    raise ConfigError(f"backup {record.id}'s server is not in the config: give --to URL")
+
+
+def download(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id, 'latest' or file name.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    decompress: Annotated[
+        bool, typer.Option(help="Remove zstd/gzip (and age): ready for pg_restore or psql.")
+    ] = False,
+    database: DatabaseOpt = None,
+    identity: IdentityOpt = None,
+) -> None:
+    """Copy a stored backup to a local file (optionally decompressed)."""
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
+    record = catalog.find_backup(backup_id, database=database)
+    written = backups.download(
+        settings,
+        catalog,
+        record,
+        output,
+        decompress=decompress,
+        decrypt=decryptor(settings, identity),
+    )
+    render.info(f"wrote {render.size(written)} to {output}")
+
+
+def delete(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id or file name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a backup's stored files and copies. Its catalog row stays, marked deleted."""
+    settings = settings_of(ctx)
+    catalog = open_catalog(settings)
+    record = catalog.find_backup(backup_id)
+    if not yes:
+        typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
+    backups.delete(settings, catalog, record.id)
+    render.info(f"backup {record.id} deleted")
+
+
+def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Totals per database. Completed backups, bytes, oldest and newest."""
+    rows = open_catalog(settings_of(ctx)).stats()
+    if as_json:
+        render.as_json(rows)
+        return
+    render.table(
+        None,
+        ("database", "backups", "total", "oldest (UTC)", "newest (UTC)"),
+        (
+            (
+                r["database"],
+                r["count"],
+                render.size(r["total_bytes"]),
+                render.when(r["oldest"]),
+                render.when(r["newest"]),
+            )
+            for r in rows
+        ),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    add_command(app, "backup", backup)
+    add_command(app, "list", list_)
+    add_command(app, "show", show)
+    add_command(app, "verify", verify_)
+    add_command(app, "download", download)
+    add_command(app, "delete", delete)
+    add_command(app, "stats", stats)

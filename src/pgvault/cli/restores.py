@@ -1,0 +1,200 @@
+"""``pgvault restore``: plan, confirm, run — the domain's restore policy decides; this shell
+only asks the person at the terminal for the answers (the database name, the passkey)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pgvault import restores
+from pgvault.cli import render
+from pgvault.cli.common import (
+    IdentityOpt,
+    JsonOpt,
+    add_command,
+    decryptor,
+    open_catalog,
+    settings_of,
+)
+from pgvault.config.settings import Settings
+from pgvault.databases import DatabaseTarget
+from pgvault.errors import ConfigError
+from pgvault.restores import policy
+
+PASSKEY_ENV = "PGVAULT_RESTORE_PASSKEY"
+
+
+def restore(
+    ctx: typer.Context,
+    backup_id: Annotated[
+        str | None,
+        typer.Argument(help="Backup id, 'latest' (with --database) or a backup's file name."),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="A dump made elsewhere, instead of a backup.")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target database URL.")] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="A database named in the config: the target (unless --to) and, for "
+            "'latest', whose newest backup to restore.",
+        ),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="swap (restore beside the live database, then rename it in), clean (in "
+            "place, one transaction) or recreate (drop, create, load)."
+        ),
+    ] = "swap",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_restore.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan, change nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm without typing the database name.")
+    ] = False,
+    passkey: Annotated[
+        bool,
+        typer.Option(
+            "--passkey",
+            help=f"Ask for the database's restore passkey (hidden); scripts set {PASSKEY_ENV}."
+            " Asked anyway on a terminal when the database has one.",
+        ),
+    ] = False,
+    no_safety_backup: Annotated[
+        bool, typer.Option("--no-safety-backup", help="Skip the backup of the live database.")
+    ] = False,
+    drop_previous: Annotated[
+        bool, typer.Option("--drop-previous", help="Drop the old live database after a swap.")
+    ] = False,
+    with_globals: Annotated[
+        bool, typer.Option("--with-globals", help="Create the backup's roles first.")
+    ] = False,
+    no_owner: Annotated[
+        bool, typer.Option("--no-owner", help="Do not restore object owners.")
+    ] = False,
+    leftovers: Annotated[
+        bool, typer.Option("--leftovers", help="List old *_pre_restore_* databases.")
+    ] = False,
+    drop_leftover: Annotated[
+        str | None, typer.Option(help="Drop one database that --leftovers lists.")
+    ] = None,
+    identity: IdentityOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a backup or a dump file into a database, safely. Swap mode never touches the
+    live database until the restored copy is proven."""
+    settings = settings_of(ctx)
+    if mode not in ("swap", "clean", "recreate"):
+        raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")
+    if leftovers or drop_leftover:
+        _leftovers(settings, to, database, drop_leftover)
+        return
+    catalog = open_catalog(settings)
+    record = catalog.find_backup(backup_id, database=database) if backup_id else None
+    url, name = (to, None) if to else (None, database)
+    target = restores.resolve_target(settings, record=record, url=url, database=name)
+    request = restores.RestoreRequest(
+        target=target,
+        backup_id=record.id if record else None,
+        file=file,
+        mode=mode,  # type: ignore[arg-type]
+        jobs=jobs,
+        safety_backup=not no_safety_backup,
+        drop_previous=drop_previous,
+        with_globals=with_globals,
+        no_owner=no_owner,
+        decrypt=decryptor(settings, identity),
+        created_by="cli",
+    )
+    if dry_run:
+        _show_preview(restores.plan(settings, catalog, request).preview, as_json)
+        return
+    plan = restores.plan(settings, catalog, request, preview=False)
+    policy.check_environment(settings, target)  # before asking anyone to type anything
+    answered = dataclasses.replace(
+        request, confirm=_confirmation(target, yes), passkey=_passkey(target, passkey)
+    )
+    plan = dataclasses.replace(plan, request=answered)
+    result = restores.run(settings, catalog, plan, progress=render.info)
+    if as_json:
+        render.as_json(result)
+        return
+    for warning in result.warnings:
+        render.info(f"warning: {warning}")
+    kept = f"; previous database kept as {result.previous_database}" * bool(
+        result.previous_database
+    )
+    render.info(
+        f"restored {result.source} into {result.dbname} in {result.duration_seconds:.1f} s{kept}"
+    )
+
+
+def _confirmation(target: DatabaseTarget, yes: bool) -> str:
+    """The database name the person typed (or, with --yes, the name itself)."""
+    dbname = target.conn.dbname
+    if yes:
+        return dbname
+    if not sys.stdin.isatty():
+        raise ConfigError(f"no terminal to confirm on: pass --yes to restore into {dbname!r}")
+    return str(typer.prompt(f"this replaces database {dbname!r}; type its name to go on"))
+
+
+def _passkey(target: DatabaseTarget, ask: bool) -> str | None:
+    """The restore passkey from the environment, or typed (hidden) when asked for or when
+    the database has one and there is a terminal; the policy checks it."""
+    given = os.environ.get(PASSKEY_ENV)
+    if given:
+        return given
+    wanted = ask or target.settings.restore_passkey_hash is not None
+    if wanted and sys.stdin.isatty():
+        return str(typer.prompt("restore passkey", hide_input=True))
+    if ask:
+        raise ConfigError(f"no terminal to ask for the passkey on: set {PASSKEY_ENV}")
+    return None
+
+
+def _leftovers(settings: Settings, to: str | None, database: str | None, drop: str | None) -> None:
+    from pgvault import databases
+
+    server_conn = databases.resolve(settings, to, database).conn
+    if drop:
+        restores.drop_leftover(server_conn, drop)
+        render.info(f"dropped {drop}")
+    for name in restores.leftovers(server_conn):
+        render.out.print(name)
+
+
+def _show_preview(preview: restores.RestorePreview, as_json: bool) -> None:
+    if as_json:
+        render.as_json(preview)
+        return
+    layers = "+".join(preview.layers) or "none"
+    render.info(
+        f"would restore {preview.source} ({preview.kind}, layers: {layers}) into "
+        f"{preview.target} in {preview.mode} mode with {preview.jobs} job(s); target exists: "
+        f"{preview.target_exists}; safety backup: {preview.safety_backup}"
+    )
+    for guard in preview.guards:
+        render.info(f"guard: {guard}")
+    if preview.objects:
+        render.table("objects in the archive", ("type", "count"), preview.objects.items())
+    render.table(
+        "rows per table",
+        ("table", "at backup", "in target now"),
+        ((t.table, t.recorded, t.current) for t in preview.tables),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``restore`` to ``app``."""
+    add_command(app, "restore", restore)

@@ -1,0 +1,253 @@
+"""The steps of a restore into one server, each with its undo.
+
+::
+
+    swap:     create scratch DB -> load (sha256 of the stored bytes checked meanwhile)
+              -> row counts and post-restore SQL -> block connections, terminate sessions
+              -> rename live -> <db>_pre_restore_<ts> -> rename scratch -> live
+    undo:     any failure before the renames drops the scratch database, the live one is
+              untouched; a failure between the two renames renames live back.
+    clean:    in place, in one transaction (all or nothing), after the sha256 check.
+    recreate: drop, create, load (the safety backup is the way back).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from pgvault import runtime
+from pgvault.catalog.records import BackupRecord
+from pgvault.databases import DatabaseTarget
+from pgvault.dumps.layers import HashingReader
+from pgvault.errors import ArchiveError, PgvaultError, RestoreError
+from pgvault.postgres import runner, server
+from pgvault.postgres.commands import psql_command
+from pgvault.postgres.conninfo import ConnInfo
+from pgvault.restores.loading import LoadOptions, LoadResult, Source, Tools, load
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[tuple[object, ...]]
+PRE_RESTORE_MARK = "_pre_restore_"
+SCRATCH_MARK = "_pgvault_scratch_"
+
+
+def side_name(dbname: str, mark: str, stamp: str) -> str:
+    """``<db><mark><stamp>``, with the database part cut so the name fits 63 bytes."""
+    room = server.MAX_IDENTIFIER - len(mark) - len(stamp)
+    head = dbname.encode()[:room].decode("utf-8", "ignore")
+    return f"{head}{mark}{stamp}"
+
+
+class IntegrityCheck:
+    """Re-reads a catalogued backup's stored bytes and compares size and sha256 with the
+    catalog, in a thread, so a corrupt object can never be swapped in (or loaded in place)."""
+
+    def __init__(self, source: Source, record: BackupRecord | None) -> None:
+        self._source = source
+        self._record = record
+        self._problem: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256-check", daemon=True)
+
+    def _run(self) -> None:
+        if self._record is None or self._record.sha256 is None:
+            return
+        try:
+            with self._source.open_raw() as raw:
+                hashing = HashingReader(raw)
+                hashing.drain()
+            if (hashing.size, hashing.sha256) != (self._record.size_bytes, self._record.sha256):
+                raise ArchiveError(
+                    f"stored backup {self._record.id} is corrupt (sha256/size differ from the "
+                    "catalog): nothing changed; restore another backup or copy"
+                )
+        except BaseException as exc:  # reported by result()
+            self._problem = exc
+
+    def start(self) -> None:
+        """Begin hashing in the background."""
+        self._thread.start()
+
+    def result(self) -> None:
+        """Wait for the check.
+
+        Raises:
+            ArchiveError: the stored bytes differ from the catalog.
+        """
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
+        self._thread.join()
+        if self._problem is not None:
+            raise self._problem
+
+
+class Steps:
+    """The steps of one restore, sharing one maintenance connection to the target server."""
+
+    def __init__(
+        self,
+        conn: Conn,
+        target: DatabaseTarget,
+        source: Source,
+        record: BackupRecord | None,
+        tool_set: Tools,
+        options: LoadOptions,
+        known: set[str],
+        step: Callable[[str], None],
+        cancel: threading.Event | None,
+    ) -> None:
+        self.conn = conn
+        self.target = target
+        self.dbname = target.conn.dbname
+        self.source = source
+        self.record = record
+        self.tools = tool_set
+        self.options = options
+        self.known = known
+        self.step = step
+        self.cancel = cancel
+        self.integrity = IntegrityCheck(source, record)
+
+    def _load_into(self, dbname: str, reset: Callable[[], None]) -> LoadResult:
+        if self.cancel is not None and self.cancel.is_set():
+            raise RestoreError("restore cancelled before loading; nothing changed")
+        self.step(f"loading {self.source.label} into {dbname}")
+        with tempfile.TemporaryDirectory(prefix="pgvault-restore-") as tmp:
+            return load(
+                self.source,
+                self.target.conn.with_dbname(dbname),
+                self.tools,
+                self.options,
+                Path(tmp),
+                known_settings=lambda: self.known,
+                reset=reset,
+            )
+
+    def prove(self, dbname: str) -> None:
+        """Compare row counts with those recorded at backup time, then run post-restore SQL.
+
+        Raises:
+            RestoreError: a table's count differs, or the post-restore SQL failed.
+        """
+        self.step("checking row counts")
+        recorded = (self.record.row_counts if self.record else None) or {}
+        check_counts(self.target.conn.with_dbname(dbname), recorded)
+        sql_file = self.target.post_restore_sql
+        if sql_file is not None:
+            self.step(f"running post-restore SQL {sql_file}")
+            argv = psql_command(
+                self.tools.psql,
+                self.target.conn.with_dbname(dbname).dsn(),
+                file=sql_file,
+                single_transaction=True,
+            )
+            try:
+                runner.run(argv, env=self.target.conn.child_env())
+            except PgvaultError as exc:
+                raise RestoreError(f"post-restore SQL {sql_file} failed: {exc}") from exc
+
+    def swap(self, live_exists: bool) -> str | None:
+        """Load into a scratch database, prove it, then swap it in; return the old live name."""
+        stamp = f"{runtime.now():%Y%m%d_%H%M%S}"
+        scratch = side_name(self.dbname, SCRATCH_MARK, stamp)
+        like = self.dbname if live_exists else None
+
+        def reset() -> None:
+            server.drop_database(self.conn, scratch)
+            server.create_database_like(self.conn, scratch, like)
+
+        server.create_database_like(self.conn, scratch, like)
+        try:
+            self.integrity.start()  # hashes the stored object while it loads
+            self._load_into(scratch, reset)
+            self.integrity.result()
+            self.prove(scratch)
+            if self.cancel is not None and self.cancel.is_set():
+                raise RestoreError("restore cancelled before the swap; nothing changed")
+            self.step("swapping the restored database in")
+            return self._rename(scratch, live_exists, stamp)
+        except BaseException:
+            try:
+                server.drop_database(self.conn, scratch)
+            except PgvaultError:
+                log.exception("could not drop scratch database %s", scratch)
+            raise
+
+    def _rename(self, scratch: str, live_exists: bool, stamp: str) -> str | None:
+        if not live_exists:
+            server.rename_database(self.conn, scratch, self.dbname)
+            return None
+        previous = side_name(self.dbname, PRE_RESTORE_MARK, stamp)
+        server.allow_connections(self.conn, self.dbname, False)
+        try:
+            server.terminate_sessions(self.conn, self.dbname)
+            server.rename_database(self.conn, self.dbname, previous)
+        except BaseException:
+            server.allow_connections(self.conn, self.dbname, True)
+            raise
+        try:
+            server.rename_database(self.conn, scratch, self.dbname)
+        except BaseException:
+            server.rename_database(self.conn, previous, self.dbname)
+            server.allow_connections(self.conn, self.dbname, True)
+            raise
+        server.allow_connections(self.conn, previous, True)
+        return previous
+
+    def in_place(self, reset: Callable[[], None]) -> LoadResult:
+        """Load into the live database (clean mode: one transaction, all or nothing)."""
+        self.integrity.result()  # in place: prove the stored bytes before touching anything
+        loaded = self._load_into(self.dbname, reset)
+        self.prove(self.dbname)
+        return loaded
+
+    def recreate(self, live_exists: bool) -> LoadResult:
+        """Drop and create the live database, then load into it."""
+
+        def reset() -> None:
+            server.drop_database(self.conn, self.dbname)
+            server.create_database_like(self.conn, self.dbname, None)
+
+        self.integrity.result()
+        if live_exists:
+            self.step(f"dropping {self.dbname}")
+        reset()
+        return self.in_place(reset)
+
+
+def check_counts(info: ConnInfo, recorded: dict[str, int]) -> dict[str, int]:
+    """Count the rows of every recorded table in ``info``'s database and compare.
+
+    Returns:
+        the counts found, keyed ``"schema.table"``.
+
+    Raises:
+        RestoreError: a table is missing or its count differs (names the first three).
+    """
+    if not recorded:
+        return {}
+    with server.connect(info) as conn:
+        present = {f"{s}.{t}" for s, t in server.user_tables(conn)}
+        missing = [name for name in recorded if name not in present]
+        found = server.count_rows(
+            conn,
+            [tuple(n.split(".", 1)) for n in recorded if n in present],  # type: ignore[misc]
+        )
+    wrong = [
+        f"{n}: {recorded[n]} recorded, {found[n]} restored"
+        for n in found
+        if found[n] != recorded[n]
+    ]
+    problems = [f"{n}: missing" for n in missing] + wrong
+    if problems:
+        raise RestoreError(
+            f"restored copy does not match the backup ({len(problems)} tables): "
+            + "; ".join(problems[:3])
+        )
+    return found
