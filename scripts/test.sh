@@ -17,6 +17,7 @@ for dir in src tests bench; do
   if [[ -d "$dir" ]]; then lint_paths+=("$dir"); fi
 done
 .venv/bin/ruff check "${lint_paths[@]}"
+.venv/bin/ruff format --check "${lint_paths[@]}"
 .venv/bin/mypy
 
 status=0

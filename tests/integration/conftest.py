@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from support.pgcluster import FreshPagila, PgCluster, debian_bindir, embedded_bindir
+from support.pgcluster import (
+    PAGILA_DIR,
+    PAGILA_FILES,
+    FreshPagila,
+    PgCluster,
+    debian_bindir,
+    embedded_bindir,
+)
 from support.s3server import MotoServer
 from support.vault import Janitor, Vault
 
@@ -23,11 +30,28 @@ TEMPLATE_NAME = "pagila_tpl"
 _counter = itertools.count(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sample_data_present() -> None:
+    """Stop the run at once, with one line, when the sample data the tests load is missing
+    (instead of every test failing on its own)."""
+    missing = [name for name in PAGILA_FILES if not (PAGILA_DIR / name).is_file()]
+    if missing:
+        pytest.exit(
+            f"test data missing: {', '.join(missing)} in {PAGILA_DIR} (a clone without its "
+            "sample files? restore them with 'git checkout -- tests/data src/pgvault/samples')",
+            returncode=4,
+        )
+
+
 class PagilaTemplates:
-    """One read-only pagila template database per cluster, loaded on first use."""
+    """One read-only pagila template database per cluster, loaded on first use.
+
+    A load that fails is reported once with its cause; later tests of that cluster fail with
+    one line naming that first failure (instead of ``pagila_tpl already exists``)."""
 
     def __init__(self) -> None:
         self._loaded: dict[PgCluster, str] = {}
+        self._failed: dict[PgCluster, str] = {}
 
     def get(self, cluster: PgCluster) -> str:
         """Name of ``cluster``'s pagila template (``pagila_tpl``), loading it the first time.
@@ -36,10 +60,18 @@ class PagilaTemplates:
         connections (so it never blocks ``CREATE DATABASE ... TEMPLATE`` and stays out of
         :meth:`PgCluster.databases`).
         """
+        if cluster in self._failed:
+            pytest.fail(f"the pagila template failed to load earlier: {self._failed[cluster]}")
         if cluster not in self._loaded:
-            cluster.load_pagila(TEMPLATE_NAME)
-            cluster.psql("VACUUM ANALYZE", dbname=TEMPLATE_NAME)
-            cluster.psql(f"ALTER DATABASE {TEMPLATE_NAME} IS_TEMPLATE true ALLOW_CONNECTIONS false")
+            try:
+                cluster.load_pagila(TEMPLATE_NAME)
+                cluster.psql("VACUUM ANALYZE", dbname=TEMPLATE_NAME)
+                cluster.psql(
+                    f"ALTER DATABASE {TEMPLATE_NAME} IS_TEMPLATE true ALLOW_CONNECTIONS false"
+                )
+            except Exception as exc:
+                self._failed[cluster] = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                raise
             self._loaded[cluster] = TEMPLATE_NAME
         return self._loaded[cluster]
 

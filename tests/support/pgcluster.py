@@ -41,8 +41,13 @@ from support.osuser import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-PAGILA_DIR = SHARED_DIR / "data" / "pagila"
+PAGILA_DIR = REPO_ROOT / "tests" / "data" / "pagila"
+PAGILA_FILES = (
+    "pagila-schema.sql",
+    "pagila-data.sql",
+    "verify_counts.sql",
+    "verify_fingerprint.sql",
+)
 DEFAULT_PASSWORD = "pgvault-test-secret"
 _START_TIMEOUT = 60.0  # seconds
 _SQL_TIMEOUT = 600.0  # seconds, for one psql run
@@ -389,7 +394,7 @@ class PgCluster:
         return out.splitlines()
 
     def load_pagila(self, dbname: str) -> None:
-        """Create ``dbname`` and load the shared pagila schema then data into it.
+        """Create ``dbname`` and load the pagila schema then data (``tests/data/pagila``).
 
         Raises:
             PgClusterError: a statement failed, or ``dbname`` already exists.

@@ -1,0 +1,193 @@
+"""Streams to and from one S3 object: the reader of a download and the streaming multipart
+upload (at most one part in memory; nothing visible under the key until it completes).
+
+Used by :class:`pgvault.storage.s3.S3Storage`; every botocore error becomes a one-line
+:class:`StorageError` through the store's ``errors`` context.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pgvault.errors import StorageError
+from pgvault.storage.base import ObjectInfo, ObjectWriter
+
+if TYPE_CHECKING:
+    from pgvault.storage.s3 import S3Storage
+
+log = logging.getLogger(__name__)
+
+
+class S3Reader(io.RawIOBase):
+    """A botocore ``StreamingBody`` as a raw binary stream whose errors are StorageErrors."""
+
+    def __init__(self, body: Any, store: S3Storage, uri: str) -> None:
+        self._body = body
+        self._store = store
+        self._uri = uri
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read(len(target))
+        n = len(data)
+        memoryview(target)[:n] = data
+        return n
+
+    def readall(self) -> bytes:
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read()
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._body.close()
+            finally:
+                super().close()
+
+
+class MultipartWriter(ObjectWriter):
+    """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
+
+    def __init__(self, store: S3Storage, key: str, object_key: str) -> None:
+        self._store = store
+        self._key = key
+        self._object_key = object_key
+        self._uri = store.uri(object_key)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._uploaded = 0  # bytes in completed parts
+        self._state = "open"  # open, failed, committed, aborted
+
+    def write(self, data: bytes, /) -> int:
+        """Append ``data``; uploads a part each time the buffer reaches the part size.
+
+        Returns:
+            ``len(data)`` in bytes.
+
+        Raises:
+            StorageError: an upload request failed (the writer is then unusable: abort it).
+        """
+        self._check_open()
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            room = self._store.part_size_for(len(self._parts) + 1) - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self._store.part_size_for(len(self._parts) + 1):
+                self._upload_part()
+        return total
+
+    def commit(self) -> ObjectInfo:
+        """Complete the upload (``PutObject`` when everything fits in one part).
+
+        Returns:
+            the object's info; ``modified`` is this machine's clock at completion (UTC).
+
+        Raises:
+            StorageError: a request failed; the upload is aborted and nothing is visible.
+        """
+        self._check_open()
+        try:
+            if self._upload_id is None:
+                with self._store.errors(f"upload of {self._uri}"):
+                    self._store.client.put_object(
+                        Bucket=self._store.bucket,
+                        Key=self._object_key,
+                        Body=self._buffer,
+                        **self._store.new_object_args(),
+                    )
+                self._uploaded = len(self._buffer)
+            else:
+                if self._buffer:
+                    self._upload_part()
+                self._complete()
+        except BaseException:
+            self._state = "failed"
+            self.abort()
+            raise
+        self._state = "committed"
+        self._buffer = bytearray()
+        log.debug("stored %s (%d bytes, %d parts)", self._uri, self._uploaded, len(self._parts))
+        return ObjectInfo(self._key, self._uploaded, datetime.now(UTC))
+
+    def abort(self) -> None:
+        """Abort the multipart upload, if one was started; never raises (a failure is logged:
+        :meth:`S3Storage.discard_partial` removes the upload later)."""
+        if self._state in ("committed", "aborted"):
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._store.abort_upload(self._object_key, upload_id)
+        except Exception as exc:  # abort() never raises
+            log.warning("unfinished upload of %s left behind: %s", self._uri, exc)
+
+    def _check_open(self) -> None:
+        if self._state == "failed":
+            raise StorageError(f"an earlier request of the upload of {self._uri} failed")
+        if self._state != "open":
+            raise StorageError(f"the upload of {self._uri} is already {self._state}")
+
+    def _upload_part(self) -> None:
+        """Send the buffer as the next part (starting the multipart upload first if needed)."""
+        store = self._store
+        number = len(self._parts) + 1
+        checksum = store.checksum_algorithm
+        checksum_args = {"ChecksumAlgorithm": checksum} if checksum else {}
+        try:
+            if number > store.MAX_PARTS:
+                raise StorageError(
+                    f"upload of {self._uri} needs more than {store.MAX_PARTS} parts: "
+                    "the object is larger than S3 allows"
+                )
+            if self._upload_id is None:
+                with store.errors(f"start of the upload of {self._uri}"):
+                    created = store.client.create_multipart_upload(
+                        Bucket=store.bucket,
+                        Key=self._object_key,
+                        **store.new_object_args(),
+                        **checksum_args,
+                    )
+                self._upload_id = str(created["UploadId"])
+            with store.errors(f"upload of part {number} of {self._uri}"):
+                response = store.client.upload_part(
+                    Bucket=store.bucket,
+                    Key=self._object_key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=self._buffer,
+                    **checksum_args,
+                )
+        except BaseException:
+            self._state = "failed"
+            raise
+        part = {"ETag": response["ETag"], "PartNumber": number}
+        if checksum and f"Checksum{checksum}" in response:
+            part[f"Checksum{checksum}"] = response[f"Checksum{checksum}"]
+        self._parts.append(part)
+        self._uploaded += len(self._buffer)
+        self._buffer = bytearray()
+        log.debug("uploaded part %d of %s (%d bytes so far)", number, self._uri, self._uploaded)
+
+    def _complete(self) -> None:
+        store = self._store
+        with store.errors(f"completion of the upload of {self._uri}"):
+            store.client.complete_multipart_upload(
+                Bucket=store.bucket,
+                Key=self._object_key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._upload_id = None

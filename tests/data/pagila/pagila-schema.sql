@@ -1,0 +1,1 @@
+../../../src/pgvault/samples/pagila/pagila-schema.sql
