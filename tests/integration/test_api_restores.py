@@ -204,3 +204,40 @@ def test_upload_over_the_limit_is_413(
         assert_error(answer, 413, "limit")
     finally:
         server.stop()
+
+
+def test_restore_preview_renders_the_domain_plan_and_changes_nothing(
+    tmp_path: Path, pg18: PgCluster, fresh_pagila: FreshPagila, janitor: Janitor
+) -> None:
+    live = janitor.track(pg18, fresh_pagila())
+    before = user_table_counts(pg18, live)
+    server = _start(
+        tmp_path,
+        databases={
+            "app": database_entry(
+                pg18,
+                live,
+                name_template="{app}/{started:%Y-%m-%d-%H%M}-{tz}{ext}",
+                timezone="Asia/Kolkata",
+            )
+        },
+    )
+    try:
+        backup = _backup(server, "app")
+        pg18.psql("DELETE FROM payment_p2022_01", dbname=live)
+        with server.client(server.token("admin")) as admin:
+            answer = admin.post(f"/backups/{backup['id']}/restore-preview", json={})
+        assert answer.status_code == 200, answer.text
+        preview = answer.json()
+        rows = {t["table"]: (t["recorded"], t["current"]) for t in preview["tables"]}
+        assert rows["public.payment_p2022_01"] == (before["public.payment_p2022_01"], 0)
+        assert rows["public.rental"] == (before["public.rental"], before["public.rental"])
+        assert preview["objects"]["TABLE DATA"] == len(before)
+        assert preview["target_exists"] and preview["safety_backup"] and preview["mode"] == "swap"
+        assert any(g.startswith("confirmation") for g in preview["guards"])
+        assert backup["storage_key"].startswith("app/") and backup["storage_key"].endswith(
+            ("IST.dump", "IST.tar")
+        )
+        assert not [db for db in pg18.databases() if db.startswith(f"{live}_")]
+    finally:
+        server.stop()

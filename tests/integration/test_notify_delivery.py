@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pgvault import backups, databases, restores
-from pgvault.operations import monitoring, notify, schedules
+from pgvault import backups, databases, notify, restores
+from pgvault.operations import monitoring, schedules
 from pgvault.operations.scheduler import Scheduler
 from support.pgcluster import FreshPagila, PgCluster
 from support.receivers import Mailbox, Webhook, free_port, smtp_server, text_of, webhook
@@ -134,12 +134,12 @@ def test_unreachable_or_bad_target_never_fails_the_backup(
         events=["backup_succeeded"],
     )
 
-    with caplog.at_level(logging.WARNING, logger="pgvault.operations.notify"):
+    with caplog.at_level(logging.WARNING, logger="pgvault.notify"):
         record = _run_nightly(vault)
 
     assert record is not None and record.status == "completed"
     assert len(hook.wait(1)) == 1, "the healthy target still got it"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "pgvault.operations.notify"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pgvault.notify"]
     assert any("not a valid apprise URL" in w for w in warnings), warnings
     assert any("not delivered" in w for w in warnings), warnings
     assert not any("nonsense://" in w or str(url) in w for w in warnings)

@@ -8,7 +8,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgvault.postgres.sqlscript import SetFilter
+from pgvault.dumps.sqlscript import SetFilter
 
 KNOWN = {"statement_timeout", "search_path", "client_encoding", "lock_timeout"}
 

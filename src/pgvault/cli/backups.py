@@ -40,56 +40,79 @@ def _labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
+UrlOpt = Annotated[
+    str | None, typer.Argument(help="postgresql://user@host:port/db (no password in it).")
+]
+
+AllDatabasesOpt = Annotated[
+    bool, typer.Option("--all", help="Every database of the server at URL.")
+]
+
+DumpFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-F",
+        help="custom, plain or directory. Default: custom compressed by pg_dump with "
+        "zstd when pg_dump can, else directory with gzip level 1 (parallel dump and "
+        "restore).",
+    ),
+]
+
+CompressionOpt = Annotated[
+    str | None, typer.Option(help="zstd, gzip or none (default: as for --format).")
+]
+
+LevelOpt = Annotated[int | None, typer.Option(help="Compression level.")]
+
+JobsOpt = Annotated[
+    int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump workers (directory).")
+]
+
+TableOpt = Annotated[
+    list[str] | None, typer.Option("--table", "-t", help="Only this table (repeatable).")
+]
+
+ExcludeTableOpt = Annotated[list[str] | None, typer.Option(help="Skip this table (repeatable).")]
+
+SchemaOpt = Annotated[
+    list[str] | None, typer.Option("--schema", "-n", help="Only this schema (repeatable).")
+]
+
+LabelOpt = Annotated[list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable).")]
+
+StorageNameOpt = Annotated[
+    str | None, typer.Option("--storage", help="Storage target name or URL.")
+]
+
+TimeoutOpt = Annotated[float | None, typer.Option(help="Stop pg_dump after this many seconds.")]
+
+NoGlobalsOpt = Annotated[
+    bool, typer.Option("--no-globals", help="Do not store roles and tablespaces beside it.")
+]
+
+EncryptToOpt = Annotated[
+    list[str] | None, typer.Option("--encrypt-to", help="age recipient age1... (repeatable).")
+]
+
+
 def backup(
     ctx: typer.Context,
-    url: Annotated[
-        str | None, typer.Argument(help="postgresql://user@host:port/db (no password in it).")
-    ] = None,
+    url: UrlOpt = None,
     database: DatabaseOpt = None,
-    all_databases: Annotated[
-        bool, typer.Option("--all", help="Every database of the server at URL.")
-    ] = False,
-    dump_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-F",
-            help="custom, plain or directory. Default: custom compressed by pg_dump with "
-            "zstd when pg_dump can, else directory with gzip level 1 (parallel dump and "
-            "restore).",
-        ),
-    ] = None,
-    compression: Annotated[
-        str | None, typer.Option(help="zstd, gzip or none (default: as for --format).")
-    ] = None,
-    level: Annotated[int | None, typer.Option(help="Compression level.")] = None,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump workers (directory).")
-    ] = None,
-    table: Annotated[
-        list[str] | None, typer.Option("--table", "-t", help="Only this table (repeatable).")
-    ] = None,
-    exclude_table: Annotated[
-        list[str] | None, typer.Option(help="Skip this table (repeatable).")
-    ] = None,
-    schema: Annotated[
-        list[str] | None, typer.Option("--schema", "-n", help="Only this schema (repeatable).")
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE metadata (repeatable).")
-    ] = None,
-    storage_name: Annotated[
-        str | None, typer.Option("--storage", help="Storage target name or URL.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Stop pg_dump after this many seconds.")
-    ] = None,
-    no_globals: Annotated[
-        bool, typer.Option("--no-globals", help="Do not store roles and tablespaces beside it.")
-    ] = False,
-    encrypt_to: Annotated[
-        list[str] | None, typer.Option("--encrypt-to", help="age recipient age1... (repeatable).")
-    ] = None,
+    all_databases: AllDatabasesOpt = False,
+    dump_format: DumpFormatOpt = None,
+    compression: CompressionOpt = None,
+    level: LevelOpt = None,
+    jobs: JobsOpt = None,
+    table: TableOpt = None,
+    exclude_table: ExcludeTableOpt = None,
+    schema: SchemaOpt = None,
+    label: LabelOpt = None,
+    storage_name: StorageNameOpt = None,
+    timeout: TimeoutOpt = None,
+    no_globals: NoGlobalsOpt = False,
+    encrypt_to: EncryptToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a database into a storage target. With --all, every database of a server."""

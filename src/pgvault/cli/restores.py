@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from pgvault import restores
+from pgvault.catalog.records import RestoreRecord
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -29,65 +30,92 @@ from pgvault.restores import policy
 PASSKEY_ENV = "PGVAULT_RESTORE_PASSKEY"
 
 
+BackupIdOpt = Annotated[
+    str | None,
+    typer.Argument(help="Backup id, 'latest' (with --database) or a backup's file name."),
+]
+
+FileOpt = Annotated[
+    Path | None, typer.Option("--file", help="A dump made elsewhere, instead of a backup.")
+]
+
+ToOpt = Annotated[str | None, typer.Option("--to", help="Target database URL.")]
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        help="A database named in the config: the target (unless --to) and, for "
+        "'latest', whose newest backup to restore.",
+    ),
+]
+
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        help="swap (restore beside the live database, then rename it in), clean (in "
+        "place, one transaction) or recreate (drop, create, load)."
+    ),
+]
+
+JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_restore.")]
+
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan, change nothing.")]
+
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Confirm without typing the database name.")
+]
+
+PasskeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--passkey",
+        help=f"Ask for the database's restore passkey (hidden); scripts set {PASSKEY_ENV}."
+        " Asked anyway on a terminal when the database has one.",
+    ),
+]
+
+NoSafetyBackupOpt = Annotated[
+    bool, typer.Option("--no-safety-backup", help="Skip the backup of the live database.")
+]
+
+DropPreviousOpt = Annotated[
+    bool, typer.Option("--drop-previous", help="Drop the old live database after a swap.")
+]
+
+WithGlobalsOpt = Annotated[
+    bool, typer.Option("--with-globals", help="Create the backup's roles first.")
+]
+
+NoOwnerOpt = Annotated[bool, typer.Option("--no-owner", help="Do not restore object owners.")]
+
+LeftoversOpt = Annotated[
+    bool, typer.Option("--leftovers", help="List old *_pre_restore_* databases.")
+]
+
+DropLeftoverOpt = Annotated[
+    str | None, typer.Option(help="Drop one database that --leftovers lists.")
+]
+
+
 def restore(
     ctx: typer.Context,
-    backup_id: Annotated[
-        str | None,
-        typer.Argument(help="Backup id, 'latest' (with --database) or a backup's file name."),
-    ] = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", help="A dump made elsewhere, instead of a backup.")
-    ] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Target database URL.")] = None,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            "-d",
-            help="A database named in the config: the target (unless --to) and, for "
-            "'latest', whose newest backup to restore.",
-        ),
-    ] = None,
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="swap (restore beside the live database, then rename it in), clean (in "
-            "place, one transaction) or recreate (drop, create, load)."
-        ),
-    ] = "swap",
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_restore.")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan, change nothing.")
-    ] = False,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Confirm without typing the database name.")
-    ] = False,
-    passkey: Annotated[
-        bool,
-        typer.Option(
-            "--passkey",
-            help=f"Ask for the database's restore passkey (hidden); scripts set {PASSKEY_ENV}."
-            " Asked anyway on a terminal when the database has one.",
-        ),
-    ] = False,
-    no_safety_backup: Annotated[
-        bool, typer.Option("--no-safety-backup", help="Skip the backup of the live database.")
-    ] = False,
-    drop_previous: Annotated[
-        bool, typer.Option("--drop-previous", help="Drop the old live database after a swap.")
-    ] = False,
-    with_globals: Annotated[
-        bool, typer.Option("--with-globals", help="Create the backup's roles first.")
-    ] = False,
-    no_owner: Annotated[
-        bool, typer.Option("--no-owner", help="Do not restore object owners.")
-    ] = False,
-    leftovers: Annotated[
-        bool, typer.Option("--leftovers", help="List old *_pre_restore_* databases.")
-    ] = False,
-    drop_leftover: Annotated[
-        str | None, typer.Option(help="Drop one database that --leftovers lists.")
-    ] = None,
+    backup_id: BackupIdOpt = None,
+    file: FileOpt = None,
+    to: ToOpt = None,
+    database: DatabaseOpt = None,
+    mode: ModeOpt = "swap",
+    jobs: JobsOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    passkey: PasskeyOpt = False,
+    no_safety_backup: NoSafetyBackupOpt = False,
+    drop_previous: DropPreviousOpt = False,
+    with_globals: WithGlobalsOpt = False,
+    no_owner: NoOwnerOpt = False,
+    leftovers: LeftoversOpt = False,
+    drop_leftover: DropLeftoverOpt = None,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -125,7 +153,10 @@ def restore(
         request, confirm=_confirmation(target, yes), passkey=_passkey(target, passkey)
     )
     plan = dataclasses.replace(plan, request=answered)
-    result = restores.run(settings, catalog, plan, progress=render.info)
+    _show_result(restores.run(settings, catalog, plan, progress=render.info), as_json)
+
+
+def _show_result(result: RestoreRecord, as_json: bool) -> None:
     if as_json:
         render.as_json(result)
         return

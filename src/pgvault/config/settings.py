@@ -140,13 +140,13 @@ class DatabaseSettings(BaseModel):
     )
     restore_passkey_hash: str | None = Field(
         default=None,
-        description="argon2 hash of a restore passkey ('pgvault passkey-hash'); when set, API "
-        "restores must give the passkey.",
+        description="argon2 hash of a restore passkey ('pgvault passkey-hash'); when set, "
+        "every restore into this database must give the passkey.",
     )
     require_recent_backup_minutes: int | None = Field(
         default=None,
         ge=1,
-        description="API restores are refused unless a completed backup of this database, "
+        description="Restores are refused unless a completed backup of this database, "
         "from this environment, is newer than this many minutes (the automatic pre-restore "
         "backup counts).",
     )

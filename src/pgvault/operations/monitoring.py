@@ -157,22 +157,27 @@ def assess(
                 f"newest completed backup is {report.age_seconds / 3600:.1f} h old "
                 f"(more than {staleness / 3600:.1f} h)"
             )
-        before = next((r for r in completed[1:] if _comparable(r, newest)), None)
-        if (
-            before is not None
-            and min_size_ratio > 0
-            and newest.size_bytes is not None
-            and before.size_bytes
-            and newest.size_bytes < min_size_ratio * before.size_bytes
-        ):
+        shrunk = _size_drop(newest, completed[1:], min_size_ratio)
+        if shrunk:
             levels.append("warning")
-            report.reasons.append(
-                f"newest backup is {newest.size_bytes / before.size_bytes:.0%} of the size of "
-                f"the one before ({newest.size_bytes} vs {before.size_bytes} bytes; "
-                f"minimum {min_size_ratio:.0%})"
-            )
+            report.reasons.append(shrunk)
     report.status = max(levels, key=LEVELS.__getitem__, default="ok")
     return report
+
+
+def _size_drop(newest: BackupRecord, older: Sequence[BackupRecord], ratio: float) -> str | None:
+    """Why ``newest`` is suspiciously small next to the newest comparable older backup
+    (below ``ratio`` of its size; 0: off), or None."""
+    before = next((r for r in older if _comparable(r, newest)), None)
+    if before is None or ratio <= 0 or newest.size_bytes is None or not before.size_bytes:
+        return None
+    if newest.size_bytes >= ratio * before.size_bytes:
+        return None
+    return (
+        f"newest backup is {newest.size_bytes / before.size_bytes:.0%} of the size of "
+        f"the one before ({newest.size_bytes} vs {before.size_bytes} bytes; "
+        f"minimum {ratio:.0%})"
+    )
 
 
 def _database_names(settings: Settings, catalog: Catalog) -> list[str]:

@@ -37,14 +37,14 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pgvault import backups, databases, runtime
+from pgvault import backups, databases, notify, runtime
 from pgvault.backups import BackupRequest
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import BackupError, Busy, Cancelled, PgvaultError
-from pgvault.operations import monitoring, notify, prune, verify
+from pgvault.operations import monitoring, prune, verify
 from pgvault.operations.retention import SCHEDULE_LABEL
 from pgvault.operations.schedules import Schedule, configured, latest_fire_time
 from pgvault.postgres import conninfo

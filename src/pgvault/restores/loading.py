@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import IO, cast
 
 from pgvault.dumps.layers import DecryptHook, OpenedDump, copy_stream, open_layers
+from pgvault.dumps.sqlscript import UNKNOWN_PARAMETER, SetFilter
 from pgvault.dumps.toc import toc_from_path, toc_from_stream
 from pgvault.errors import ArchiveError, RestoreError
 from pgvault.postgres.commands import pg_restore_command, psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
-from pgvault.postgres.sqlscript import UNKNOWN_PARAMETER, SetFilter
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from pgvault import backups, runtime
+from pgvault import backups, notify, runtime
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import RestoreRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError, Refused, RestoreError
-from pgvault.operations import notify
 from pgvault.postgres import server
 from pgvault.restores import policy
 from pgvault.restores.globals import apply_globals

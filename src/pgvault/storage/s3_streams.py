@@ -9,22 +9,51 @@ from __future__ import annotations
 
 import io
 import logging
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pgvault.errors import StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter
 
-if TYPE_CHECKING:
-    from pgvault.storage.s3 import S3Storage
-
 log = logging.getLogger(__name__)
+
+
+class S3Object(Protocol):
+    """What a stream needs of the store it reads or writes (:class:`pgvault.storage.s3.
+    S3Storage` is one): the client and bucket, its limits, and its error translation."""
+
+    MAX_PARTS: int
+    bucket: str
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client."""
+
+    @property
+    def checksum_algorithm(self) -> str | None:
+        """The checksum algorithm of uploads, if any."""
+
+    def errors(self, action: str) -> AbstractContextManager[None]:
+        """A context turning botocore errors during ``action`` into one-line StorageErrors."""
+
+    def new_object_args(self) -> dict[str, Any]:
+        """Arguments of every new object (encryption, storage class, object lock)."""
+
+    def part_size_for(self, part_number: int) -> int:
+        """The size in bytes of part ``part_number`` (1-based)."""
+
+    def abort_upload(self, object_key: str, upload_id: str) -> None:
+        """Abort one multipart upload."""
+
+    def uri(self, object_key: str) -> str:
+        """``s3://bucket/key`` of an object, for messages."""
 
 
 class S3Reader(io.RawIOBase):
     """A botocore ``StreamingBody`` as a raw binary stream whose errors are StorageErrors."""
 
-    def __init__(self, body: Any, store: S3Storage, uri: str) -> None:
+    def __init__(self, body: Any, store: S3Object, uri: str) -> None:
         self._body = body
         self._store = store
         self._uri = uri
@@ -55,7 +84,7 @@ class S3Reader(io.RawIOBase):
 class MultipartWriter(ObjectWriter):
     """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
 
-    def __init__(self, store: S3Storage, key: str, object_key: str) -> None:
+    def __init__(self, store: S3Object, key: str, object_key: str) -> None:
         self._store = store
         self._key = key
         self._object_key = object_key
