@@ -33,7 +33,16 @@ def test_version_help_order_and_verbose_counter(vault: Vault) -> None:
     names = [
         line.split()[0] for line in listing.splitlines() if line.startswith("  ") and line[2] != " "
     ]
-    assert names[:7] == ["backup", "restore", "list", "show", "verify", "download", "delete"]
+    assert names[:8] == [
+        "demo",
+        "backup",
+        "restore",
+        "list",
+        "show",
+        "verify",
+        "download",
+        "delete",
+    ]
     assert names.index("serve") > names.index("doctor")
     assert "..." not in listing  # summaries are whole sentences, not cut
     assert counted.returncode == 2  # -v is a counter: '2' is read as a command

@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from pgvault import __version__
-from pgvault.cli import backups, maintenance, ops, render, restores, serve
+from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve
 from pgvault.config.settings import load_settings
 from pgvault.errors import PgvaultError, exit_code
 
@@ -69,10 +69,11 @@ restores.register(app)  # restore (registered second: see the order below)
 ops.register(app)  # history, health, prune, schedules, scheduler
 maintenance.register(app)  # doctor, catalog rebuild
 serve.register(app)  # serve, users, tokens, passkey-hash
+demo.register(app)  # demo
 
 ORDER = (
-    "backup restore list show verify download delete stats history health prune schedules "
-    "doctor catalog serve scheduler users tokens passkey-hash"
+    "demo backup restore list show verify download delete stats history health prune "
+    "schedules doctor catalog serve scheduler users tokens passkey-hash"
 ).split()
 """The order ``pgvault --help`` lists commands in: the everyday ones first, then
 unattended operation, maintenance and the service. Commands not named here follow."""
