@@ -19,7 +19,7 @@ from typing import IO, Literal, Protocol, cast
 
 import zstandard
 
-from pgvault.errors import ArchiveError
+from pgvault.errors import ArchiveError, ConfigError
 
 Layer = Literal["age", "zstd", "gzip"]
 DumpKind = Literal["custom", "tar", "plain"]
@@ -119,7 +119,7 @@ def compressor(method: str, level: int | None, sink: Sink) -> Stage:
     The output is what the ``zstd -d`` / ``gunzip`` command line tools read.
 
     Raises:
-        ValueError: an unknown method.
+        ConfigError: an unknown method.
     """
     if method == "zstd":
         return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level)
@@ -127,7 +127,7 @@ def compressor(method: str, level: int | None, sink: Sink) -> Stage:
         return _ZlibWriter(sink, DEFAULT_LEVELS["gzip"] if level is None else level)
     if method == "none":
         return _PassThrough(sink)
-    raise ValueError(f"unknown compression {method!r}: use zstd, gzip or none")
+    raise ConfigError(f"unknown compression {method!r}: use zstd, gzip or none")
 
 
 def sniff_layer(head: bytes) -> Layer | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pgvault.errors import ConfigError
+
 FORMAT_FLAG = {"custom": "c", "plain": "p", "directory": "d"}
 
 
@@ -42,7 +44,7 @@ def pg_dump_command(
         argv.append(f"--compress={compress}")
     if dump_format == "directory":
         if output_dir is None:
-            raise ValueError("directory format needs output_dir")
+            raise ConfigError("the directory format needs an output directory")
         argv.append(f"--file={output_dir}")
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
