@@ -5,13 +5,12 @@ restore policy (passkey, recent backup) applying to CLI restores too."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from pgvault import __version__, passwords
 from pgvault.errors import EXIT_CODES, Refused
 from support.fingerprint import database_fingerprint as fingerprint
-from support.pgcluster import FreshPagila, PgCluster
+from support.pgcluster import FreshPagila, PgCluster, dump_to_file
 from support.vault import Janitor, Vault, error_line
 
 PASSKEY = "restore me 123"
@@ -133,12 +132,7 @@ def test_cli_restore_follows_the_recent_backup_rule(
 ) -> None:
     live = janitor.track(pg18, fresh_pagila())
     dump = tmp_path / "app.dump"
-    subprocess.run(
-        [str(pg18.bindir / "pg_dump"), "-Fc", "-f", str(dump), pg18.url(live)],
-        check=True,
-        env=pg18.env(),
-        capture_output=True,
-    )
+    dump_to_file(pg18, live, dump)
     _write_config(
         vault,
         f'[databases.app]\nurl = "{pg18.url(live)}"\nrequire_recent_backup_minutes = 60\n',

@@ -432,3 +432,10 @@ class PgCluster:
 def _stop_all() -> None:
     for cluster in list(_live):
         cluster.stop()
+
+
+def dump_to_file(cluster: PgCluster, dbname: str, path: Path, *args: str) -> Path:
+    """``pg_dump -Fc`` (or ``args``) of ``dbname`` into ``path`` with the cluster's own tools."""
+    cmd = [str(cluster.bindir / "pg_dump"), "-Fc", *args, "-f", str(path), cluster.url(dbname)]
+    subprocess.run(cmd, check=True, env=cluster.env(), capture_output=True)
+    return path

@@ -128,10 +128,36 @@ def choose_storage(
     return configured[0], tuple(configured[1:])
 
 
-def key_template(settings: Settings, target: DatabaseTarget) -> tuple[str, str]:
-    """``(name template, time zone)`` of ``target``'s backups: its own, else the defaults."""
+def storage_key(
+    settings: Settings,
+    target: DatabaseTarget,
+    *,
+    backup_id: str,
+    started: datetime,
+    dump_format: str,
+    ext: str,
+    trigger: str,
+) -> str:
+    """The storage key of a backup of ``target``, from its own name template and time zone
+    (else the defaults): the same for pg_dump backups and uploads.
+
+    Raises:
+        ConfigError: a bad template or time zone.
+        StorageError: the template gives an unsafe key.
+    """
     db = target.settings
-    return db.name_template or settings.name_template, db.timezone or settings.timezone
+    return naming.storage_key(
+        db.name_template or settings.name_template,
+        db.timezone or settings.timezone,
+        backup_id=backup_id,
+        started=started,
+        database=target.name,
+        dbname=target.conn.dbname,
+        environment=target.environment,
+        dump_format=dump_format,
+        ext=ext,
+        trigger=trigger,
+    )
 
 
 def default_form(
@@ -220,16 +246,12 @@ def plan(
     compression = plan_compression(dump_format, method, level, facts.pg_dump, settings.compress_in)
     backup_id = runtime.new_id(started)
     first, copies = choose_storage(settings, target, request.storage)
-    template, timezone = key_template(settings, target)
     ext = naming.extension(dump_format, method, compression.compressed_by)
-    key = naming.storage_key(
-        template,
-        timezone,
+    key = storage_key(
+        settings,
+        target,
         backup_id=backup_id,
         started=started,
-        database=target.name,
-        dbname=target.conn.dbname,
-        environment=target.environment,
         dump_format=dump_format,
         ext=ext + (".age" if recipients else ""),
         trigger=request.trigger,

@@ -22,7 +22,7 @@ from typing import IO
 
 from pgvault import runtime, storage
 from pgvault.backups import naming
-from pgvault.backups.plan import choose_storage, key_template
+from pgvault.backups.plan import choose_storage, storage_key
 from pgvault.backups.record import recording
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
@@ -97,15 +97,11 @@ def _new_record(
     ext = naming.extension(dump_format, compression, compressed_by)
     started = runtime.now()
     backup_id = runtime.new_id(started)
-    template, timezone = key_template(settings, target)
-    key = naming.storage_key(
-        template,
-        timezone,
+    key = storage_key(
+        settings,
+        target,
         backup_id=backup_id,
         started=started,
-        database=target.name,
-        dbname=target.conn.dbname,
-        environment=target.environment,
         dump_format=dump_format,
         ext=ext + (".age" if "age" in layers else ""),
         trigger="upload",
