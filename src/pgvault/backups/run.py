@@ -159,7 +159,7 @@ def _now() -> datetime:
 
 def _first_storage(request: BackupRequest, settings: Settings) -> Storage:
     chosen = request.storage or next(iter(request.target.settings.storage), None)
-    return storage.resolve(settings, chosen)
+    return storage.resolve(settings, chosen, database=request.target.name)
 
 
 def create(

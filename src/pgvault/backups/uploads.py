@@ -69,7 +69,9 @@ def receive_upload(
         kind, layers = opened.kind, list(opened.layers)
     else:
         layers = ["age"]
-    store = storage.resolve(settings, next(iter(target.settings.storage), None))
+    store = storage.resolve(
+        settings, next(iter(target.settings.storage), None), database=target.name
+    )
     dump_format = _FORMAT_OF_KIND[kind]
     compression = next((x for x in layers if x in ("zstd", "gzip")), "none")
     compressed_by = "pgvault" if compression != "none" else None

@@ -1,8 +1,9 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), and the ``--json`` option."""
+(with interrupted backups recovered at open), the audit actor, and the ``--json`` option."""
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
@@ -26,3 +27,11 @@ def open_catalog(settings: Settings) -> Catalog:
     catalog = Catalog.open(settings.catalog_location)
     backups.recover_interrupted(settings, catalog)
     return catalog
+
+
+def actor() -> str:
+    """The audit log's actor of a CLI command: ``cli:<OS user>`` (``cli`` if unknown)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

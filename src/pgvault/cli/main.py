@@ -23,7 +23,7 @@ from pgvault.cli.progress import BytesProgress
 from pgvault.config.settings import Settings, load_settings
 from pgvault.dumps.encryption import Decryptor, decryptor_from
 from pgvault.errors import ConfigError, PgvaultError
-from pgvault.operations import doctor, verify
+from pgvault.operations import doctor, prune, verify
 from pgvault.postgres import conninfo
 from pgvault.restores import run as restores
 
@@ -308,7 +308,7 @@ def delete(
     record = catalog.get_backup(backup_id)
     if not yes:
         typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
-    backups.delete(settings, catalog, backup_id)
+    prune.delete_backup(settings, catalog, backup_id)
     render.info(f"backup {backup_id} deleted")
 
 

@@ -10,7 +10,6 @@ in the same process: the scheduler starts before uvicorn and is shut down when u
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import sys
@@ -21,6 +20,7 @@ import typer
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
+from pgvault.cli.common import actor as _actor
 from pgvault.cli.common import settings_of
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
@@ -45,13 +45,6 @@ def register(app: typer.Typer) -> None:
 
 def _catalog(ctx: typer.Context) -> Catalog:
     return Catalog.open(settings_of(ctx).catalog_location)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _secret_from(env_name: str, prompt: str) -> str:

@@ -145,6 +145,9 @@ class S3Storage(Storage):
         connect_timeout: seconds to open a connection (default :attr:`CONNECT_TIMEOUT`).
         read_timeout: seconds to wait for bytes on an open connection
             (default :attr:`READ_TIMEOUT`).
+        lock_days: Object Lock period of new objects (days) when the target has
+            ``object_lock`` but no ``object_lock_days`` (the database's retention policy
+            gives it: :func:`pgvault.storage.resolve`).
 
     Attributes: ``bucket``; ``prefix`` (``"a/b/"``, or ``""`` for the bucket's root);
     ``part_size`` (bytes); ``object_args`` (encryption and storage class of new objects);
@@ -191,6 +194,7 @@ class S3Storage(Storage):
         max_attempts: int | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        lock_days: float | None = None,
     ) -> None:
         super().__init__(target.url, name)
         self.target = target
@@ -207,20 +211,30 @@ class S3Storage(Storage):
         self._connect_timeout = connect_timeout or self.CONNECT_TIMEOUT
         self._read_timeout = read_timeout or self.READ_TIMEOUT
         self.object_args = self._encryption_args(target)
+        self.locked = target.object_lock or target.object_lock_days is not None
+        self.lock_days = target.object_lock_days or lock_days
         if importlib.util.find_spec("boto3") is None:
             raise ConfigError(
                 f"storage {target.url} needs boto3: install it with pip install 'pgvault[s3]'"
             )
 
     def new_object_args(self) -> dict[str, Any]:
-        """Arguments for a new backup object: encryption, storage class, and the Object Lock
-        retain-until date (now + ``object_lock_days``, UTC) when the target sets one."""
+        """Arguments for a new backup object: encryption, storage class, and on an Object
+        Lock target the retain-until date (now + :attr:`lock_days`, UTC).
+
+        Raises:
+            ConfigError: the target has ``object_lock`` but no period is known.
+        """
         args: dict[str, Any] = dict(self.object_args)
-        if self.target.object_lock_days is not None:
+        if self.locked:
+            if self.lock_days is None:
+                raise ConfigError(
+                    f"storage target {self.name} has object_lock but no object_lock_days, and "
+                    "the database's retention policy has no time-based rule to take the "
+                    "period from: set object_lock_days on the target"
+                )
             args["ObjectLockMode"] = self.target.object_lock_mode
-            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
-                days=self.target.object_lock_days
-            )
+            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.lock_days)
         return args
 
     @staticmethod
@@ -350,7 +364,8 @@ class S3Storage(Storage):
         return io.BufferedReader(raw, self.READ_BUFFER_SIZE)
 
     def stat(self, key: str) -> ObjectInfo | None:
-        """The object's size (bytes) and last modification (UTC), or None if it is missing.
+        """The object's size (bytes), last modification (UTC) and Object Lock state
+        (``ObjectLockRetainUntilDate``, ``ObjectLockLegalHoldStatus``), or None if missing.
 
         Raises:
             StorageError: the request failed (a missing bucket included).
@@ -365,7 +380,14 @@ class S3Storage(Storage):
                 if _error_code(exc) in _MISSING_KEY_CODES:
                     return None
                 raise
-        return ObjectInfo(key, int(head["ContentLength"]), _utc(head["LastModified"]))
+        until = head.get("ObjectLockRetainUntilDate")
+        return ObjectInfo(
+            key,
+            int(head["ContentLength"]),
+            _utc(head["LastModified"]),
+            retain_until=_utc(until) if isinstance(until, datetime) else None,
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Committed objects whose key starts with ``prefix``, keys relative to the target,
@@ -392,14 +414,27 @@ class S3Storage(Storage):
         yield from sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
-        """Delete the object; a missing one is fine.
+        """Delete the object; a missing one is fine. On an Object Lock target (a versioned
+        bucket, where a plain delete only adds a delete marker and leaves the bytes) every
+        version of the key is deleted.
 
         Raises:
-            StorageError: the request failed.
+            StorageError: the request failed (for a version still locked: refused).
         """
         object_key = self.object_key(key)
         with self.errors(f"delete of {self.uri(object_key)}"):
-            self.client.delete_object(Bucket=self.bucket, Key=object_key)
+            if not self.locked:
+                self.client.delete_object(Bucket=self.bucket, Key=object_key)
+                return
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=object_key
+            )
+            for page in pages:
+                for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    if item["Key"] == object_key:
+                        self.client.delete_object(
+                            Bucket=self.bucket, Key=object_key, VersionId=item["VersionId"]
+                        )
 
     def discard_partial(self, key: str) -> None:
         """Abort every unfinished multipart upload of ``key`` (left by a crashed writer).

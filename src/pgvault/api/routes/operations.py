@@ -4,6 +4,7 @@
 
 * ``GET  /schedules``                       viewer   configured jobs and next run times
 * ``POST /retention/apply?dry_run=&keep_last=&database=``  admin   prune; dry run by default
+  (never below ``minimum_redundancy``; nothing while retention is held)
 * ``GET  /history?group_by=day&days=&database=``            viewer  backups per day
 * ``GET  /health/backups``                  viewer   per database ok/warning/critical
 
@@ -14,6 +15,7 @@ to :data:`pgvault.api.routes.health.CHECKS` (the worst database status, no names
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -44,8 +46,20 @@ class ScheduleOut(BaseModel):
     next_runs: list[datetime]
 
 
+class PruneCopyOut(BaseModel):
+    """One stored copy's fate: ``target`` is the storage target's name."""
+
+    target: str
+    keep: bool
+    reasons: list[str]
+    deleted: bool
+    error: str | None
+
+
 class PruneItemOut(BaseModel):
-    """One backup's fate under retention; ``reasons`` names the rule."""
+    """One backup's fate under retention; ``reasons`` names the rule. ``protected``: one of
+    the ``minimum_redundancy`` newest completed backups (never deleted); ``held``: why
+    retention of the database deletes nothing now (else null)."""
 
     database: str
     backup_id: str
@@ -57,6 +71,9 @@ class PruneItemOut(BaseModel):
     reasons: list[str]
     deleted: bool
     error: str | None
+    protected: bool
+    held: str | None
+    copies: list[PruneCopyOut]
 
 
 class DayOut(BaseModel):
@@ -120,12 +137,12 @@ def apply_retention(
     database: str | None = None,
 ) -> list[PruneItemOut]:
     """Apply retention (the configured policies, or ad hoc "keep the last N"); with
-    ``dry_run`` (the default) only report what would go and why."""
+    ``dry_run`` (the default) only report what would go and why. The
+    ``minimum_redundancy`` newest completed backups are never deleted, and nothing is
+    while retention is held (``held``: the newest backup attempt failed, or no completed
+    backup within the policy's shortest period)."""
     items = prune.apply(settings, catalog, database=database, dry_run=dry_run, keep_last=keep_last)
-    return [
-        PruneItemOut.model_validate({**item.__dict__, "reasons": list(item.reasons)})
-        for item in items
-    ]
+    return [PruneItemOut.model_validate(dataclasses.asdict(item)) for item in items]
 
 
 @router.get("/history", response_model=list[DayOut], dependencies=[require_role("viewer")])
