@@ -1,9 +1,10 @@
 """Retention applied for real (issue 16): real pg_dump backups of a small database, a real
 catalog, local storage and the moto S3 server.
 
-* a schedule that fails every run, with the cleanup schedule running after each, deletes
-  nothing, warns in health and notifies once; ``pgvault prune --force`` then keeps the 3
-  newest (``minimum_redundancy``) and writes its reason to the audit log;
+* a schedule that fails every run for 31 nights under ``max_age_days = 30``, with the
+  cleanup schedule running after each, deletes nothing, warns in health and notifies once;
+  ``pgvault prune --force`` then keeps the 3 newest (``minimum_redundancy``) and writes its
+  reason to the audit log;
 * per-target policies keep 2 copies on local disk and 10 on S3, and the backups that lost
   their local copy are still read (and verified) from S3;
 * copies under S3 Object Lock (period from the retention policy) are skipped without an
@@ -103,12 +104,12 @@ prune_cron = "17 * * * *"
     sched = Scheduler(vault.settings, vault.catalog)
     [nightly] = [s for s in schedules.configured(vault.settings) if s.name == "nightly"]
 
-    for day in range(3):  # the schedule fails every run; the cleanup runs after each
-        assert sched.run_backup(nightly, NOW - timedelta(days=2 - day)) is None
+    for day in range(31):  # 31 nights the schedule fails; the cleanup runs after each
+        assert sched.run_backup(nightly, NOW - timedelta(days=30 - day)) is None
         sched.run_prune(None)
 
     rows = vault.catalog.list_backups()
-    assert sorted(r.status for r in rows) == ["completed"] * 5 + ["failed"] * 3
+    assert sorted(r.status for r in rows) == ["completed"] * 5 + ["failed"] * 31
     held = [m for m in hook.received if "retention of app is held" in m["title"]]
     assert len(held) == 1, [m["title"] for m in hook.received]
     assert "nothing is deleted while the newest backup attempt" in held[0]["message"]
@@ -120,7 +121,7 @@ prune_cron = "17 * * * *"
     dry = vault.cli("prune", "--dry-run", "--show-kept")
     assert dry.returncode == 0, dry.stderr
     assert "retention of app is held: the newest backup attempt" in dry.stderr
-    assert "0 backup(s) would be deleted, 8 kept" in dry.stderr
+    assert "0 backup(s) would be deleted, 36 kept" in dry.stderr
     plain = vault.cli("prune", "--json")
     assert plain.returncode == 0 and not any(i["deleted"] for i in json.loads(plain.stdout))
     assert len(vault.catalog.list_backups(status="completed")) == 5

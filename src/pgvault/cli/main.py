@@ -18,7 +18,7 @@ from pgvault import databases, storage
 from pgvault.backups import run as backups
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.cli import ops, render, serve
-from pgvault.cli.common import JsonOpt, open_catalog, settings_of
+from pgvault.cli.common import JsonOpt, actor, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
 from pgvault.config.settings import Settings, load_settings
 from pgvault.dumps.encryption import Decryptor, decryptor_from
@@ -301,14 +301,23 @@ def delete(
     ctx: typer.Context,
     backup_id: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even one of the minimum_redundancy newest completed backups "
+            "(written to the audit log).",
+        ),
+    ] = False,
 ) -> None:
-    """Delete a backup's stored files; its catalog row is kept as 'deleted'."""
+    """Delete a backup's stored files; its catalog row is kept as 'deleted'. One of the
+    minimum_redundancy newest completed backups of its database needs --force."""
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.get_backup(backup_id)
     if not yes:
         typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
-    prune.delete_backup(settings, catalog, backup_id)
+    prune.delete_backup(settings, catalog, backup_id, force=force, actor=actor())
     render.info(f"backup {backup_id} deleted")
 
 

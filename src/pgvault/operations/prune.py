@@ -360,23 +360,45 @@ def _audit_force(
     )
 
 
-def delete_backup(settings: Settings, catalog: Catalog, backup_id: str) -> BackupRecord:
+def delete_backup(
+    settings: Settings,
+    catalog: Catalog,
+    backup_id: str,
+    *,
+    force: bool = False,
+    actor: str | None = None,
+) -> BackupRecord:
     """Delete one backup by id (``pgvault delete``, ``DELETE /backups/{id}``), unless it is
     one of its database's ``minimum_redundancy`` newest completed backups (as Barman's
     ``delete`` refuses to go below ``minimum_redundancy``).
 
+    Args:
+        force: delete it anyway (``pgvault delete --force``; the API never does); written
+            to the audit log with ``actor``.
+
     Raises:
         NotFound: unknown id.
-        Refused: the backup is protected by ``minimum_redundancy``.
+        Refused: the backup is protected by ``minimum_redundancy`` and ``force`` is False.
     """
     record = catalog.get_backup(backup_id)
+    reason = None
     if record.status == "completed":
         policy, own = policies(settings, record.database)
         floor = retention.protected(rows.history(catalog, record.database).backups, policy, own)
-        if record.id in floor:
-            raise Refused(
-                f"backup {record.id} is one of the newest completed backups of "
-                f"{record.database} ({floor[record.id]}): lower minimum_redundancy in "
-                f"[databases.{record.database}.retention] to delete it"
-            )
-    return backups.delete(settings, catalog, backup_id)
+        reason = floor.get(record.id)
+    if reason is not None and not force:
+        raise Refused(
+            f"backup {record.id} is one of the newest completed backups of "
+            f"{record.database} ({reason}): lower minimum_redundancy in the retention of "
+            f"databases.{record.database}, or use pgvault delete --force"
+        )
+    deleted = backups.delete(settings, catalog, backup_id)
+    if reason is not None:
+        audit.record(
+            catalog,
+            actor=actor,
+            action="delete --force",
+            target=f"backup={record.id}",
+            detail=f"deleted despite {reason} of {record.database}",
+        )
+    return deleted
