@@ -163,10 +163,9 @@ def _read_locks(
     errors: dict[tuple[str, str], str] = {}
     for backup_id, target in wanted:
         try:
-            store = stores.get(target) or stores.setdefault(
-                target, storage.resolve(settings, target)
-            )
-            info = store.stat(by_id[backup_id].storage_key)
+            if target not in stores:
+                stores[target] = storage.resolve(settings, target)
+            info = stores[target].stat(by_id[backup_id].storage_key)
         except PgvaultError as exc:
             errors[(backup_id, target)] = f"lock state unreadable: {exc}"
             continue
@@ -255,12 +254,16 @@ def _carry_out(
         size_bytes=record.size_bytes,
         keep=decision.keep,
         reasons=decision.reasons,
-        copies=tuple(CopyItem(c.target, c.keep, c.reasons) for c in decision.copies),
+        copies=tuple(
+            CopyItem(c.target, c.keep, c.reasons, error=errors.get((record.id, c.target)))
+            for c in decision.copies
+        ),
         protected=record.id in found.protected,
         held=found.hold if found.held else None,
     )
     if dry_run or (decision.keep and all(c.keep for c in decision.copies)):
-        return item
+        unread = [f"{c.target}: {c.error}" for c in item.copies if c.error]
+        return replace(item, error="; ".join(unread) or None)
     if not decision.copies:
         return _delete_row(settings, catalog, record, item)
     outcomes = list(item.copies)
