@@ -14,8 +14,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgvault.catalog import Catalog
-from pgvault.service import audit
+from pgvault.catalog import Catalog, audit
 
 AUDITED_READS = ("/download", "/dump", "/downloads/")
 

@@ -85,7 +85,7 @@ def run(
     with locks.exclusive(settings, catalog, locks.database_lock(target.conn)) as got:
         if not got:
             raise Busy(f"a backup of {target.name} is already running: wait for it to end")
-        store = storage.resolve(settings, plan.storage)
+        store = storage.resolve(settings, plan.storage, database=target.name)
         store.check_writable()
         record = new_record(plan, store.name)
         log.info("backup %s of %s started -> %s", plan.backup_id, target.conn.display(), plan.key)

@@ -65,7 +65,7 @@ def receive_upload(
     head = upload.read(CHUNK)
     kind, layers = _sniff(head)
     first, _copies = choose_storage(settings, target)
-    store = storage.resolve(settings, first)
+    store = storage.resolve(settings, first, database=target.name)
     record = _new_record(settings, target, store.name, kind, layers, created_by, filename)
     with recording(catalog, store, record):
         _store(store, record.storage_key, head, upload, limit, record)

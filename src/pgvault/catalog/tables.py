@@ -228,3 +228,14 @@ login_failures = Table(
     Column("last_failure_at", UTCDateTime, nullable=False),
     Column("locked_until", UTCDateTime),
 )
+
+# --- retention (revision 0006): holds, notified once each ---------------------------------
+
+retention_holds = Table(
+    "retention_holds",
+    metadata,
+    Column("database", String(255), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("notified_at", UTCDateTime),
+)

@@ -14,6 +14,7 @@ from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
     JsonOpt,
+    actor,
     add_command,
     decryptor,
     open_catalog,
@@ -330,14 +331,25 @@ def delete(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(help="Backup id or file name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even one of the minimum_redundancy newest completed backups "
+            "(written to the audit log).",
+        ),
+    ] = False,
 ) -> None:
-    """Delete a backup's stored files and copies. Its catalog row stays, marked deleted."""
+    """Delete a backup's stored files and copies. Its catalog row stays, marked deleted; one
+    of the minimum_redundancy newest completed backups of its database needs --force."""
+    from pgvault.operations import prune
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id)
     if not yes:
         typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
-    backups.delete(settings, catalog, record.id)
+    prune.delete_backup(settings, catalog, record.id, force=force, actor=actor())
     render.info(f"backup {record.id} deleted")
 
 

@@ -1,8 +1,10 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), the ``--json`` and ``--identity`` options."""
+(with interrupted backups recovered at open), the audit actor, the ``--json`` and
+``--identity`` options."""
 
 from __future__ import annotations
 
+import getpass
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +49,11 @@ def open_catalog(settings: Settings) -> Catalog:
 def decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
     """The age identities of ``--identity`` (else the configured identity file), if any."""
     return decryptor_from(identity or settings.age_identity_file)
+
+
+def actor() -> str:
+    """The audit log's actor of a CLI command: ``cli:<OS user>`` (``cli`` if unknown)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

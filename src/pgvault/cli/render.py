@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
@@ -73,7 +74,7 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
 
 def error(message: str) -> None:
     """The one-line error every failure ends with."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def info(message: str) -> None:

@@ -10,7 +10,6 @@ in the same process: the scheduler starts before uvicorn and is shut down when u
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import sys
@@ -18,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgvault.catalog import Catalog
+from pgvault.catalog import Catalog, audit
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
+from pgvault.cli.common import actor as _actor
 from pgvault.cli.common import add_command, settings_of
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
-from pgvault.service import audit
 
 if TYPE_CHECKING:
     from pgvault.operations.scheduler import Scheduler
@@ -45,13 +44,6 @@ def register(app: typer.Typer) -> None:
 
 def _catalog(ctx: typer.Context) -> Catalog:
     return Catalog.open(settings_of(ctx).catalog_location)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _secret_from(env_name: str, prompt: str) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -65,11 +66,17 @@ class StorageTargetSettings(BaseModel):
     )
     sse_kms_key_id: str | None = Field(default=None, description="KMS key id for aws:kms.")
     storage_class: str | None = Field(default=None, description="S3 storage class.")
+    object_lock: bool = Field(
+        default=False,
+        description="S3 Object Lock: the bucket has Object Lock enabled; give each new object "
+        "a retain-until date (object_lock_days, else the period the database's retention "
+        "policy implies) and delete every version of a key on deletion.",
+    )
     object_lock_days: int | None = Field(
         default=None,
         ge=1,
         description="S3 Object Lock: keep each new object undeletable for this many days "
-        "(the bucket must have Object Lock enabled).",
+        "(the bucket must have Object Lock enabled; implies object_lock).",
     )
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
         default="COMPLIANCE", description="S3 Object Lock retention mode."
@@ -262,6 +269,23 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _retention_targets_exist(self) -> Settings:
+        """Each per-target retention table names a storage target of its database."""
+        for name, db in self.databases.items():
+            policies = [("retention", db.retention)] + [
+                (f"schedules.{s}.retention", sched.retention) for s, sched in db.schedules.items()
+            ]
+            known = set(db.storage) | set(self.storage_targets)
+            for where, policy in policies:
+                for target in policy.targets if policy is not None else ():
+                    if target not in known:
+                        raise ValueError(
+                            f"databases.{name}.{where}.{target} names no storage target of "
+                            f"{name} (known: {', '.join(sorted(known)) or 'none'})"
+                        )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -325,6 +349,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         source = path or "the environment"
-        raise ConfigError(f"invalid setting {where}: {first['msg']} (in {source})") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {message} (in {source})") from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc

@@ -4,9 +4,11 @@ Health per database (``ok`` < ``warning`` < ``critical``), in the manner of Barm
 ``last_backup_maximum_age`` and ``last_backup_minimum_size`` checks:
 
 * ``critical``: the last backup run failed, or no completed backup exists;
-* ``warning``: the last run was interrupted; the newest completed backup is older than the
-  expected staleness (``freshness.max_staleness_hours``, else the longest gap between the
-  database's scheduled backups + 10% + 1 minute, else 26 h); or it is smaller than
+* ``warning``: retention is held (nothing is deleted: see
+  :func:`pgvault.operations.retention.hold_reason`); the last run was interrupted; the
+  newest completed backup is older than the expected staleness
+  (``freshness.max_staleness_hours``, else the longest gap between the database's
+  scheduled backups + 10% + 1 minute, else 26 h); or it is smaller than
   ``freshness.min_size_ratio`` (default 0.5) of the comparable backup before it (same
   format, tables and schemas) - an application that silently lost its data.
 
@@ -30,7 +32,7 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
-from pgvault.operations import schedules
+from pgvault.operations import prune, schedules
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
@@ -196,7 +198,12 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
         db = settings.databases.get(name)
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
         rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
-        report.databases.append(assess(name, rows, max_staleness(settings, name, at), ratio, at))
+        judged = assess(name, rows, max_staleness(settings, name, at), ratio, at)
+        hold = prune.hold_of(settings, name, rows, at)
+        if hold is not None:
+            judged.reasons.append(f"retention held: {hold}; nothing is deleted")
+            judged.status = max(judged.status, "warning", key=LEVELS.__getitem__)
+        report.databases.append(judged)
     report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
     return report
 

@@ -45,11 +45,17 @@ def validate_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A stored object: its key, size in bytes and last modification time (UTC)."""
+    """A stored object: its key, size in bytes and last modification time (UTC).
+
+    ``retain_until`` (UTC) and ``legal_hold`` tell when the backend refuses to delete it
+    (S3 Object Lock); backends without locks leave them None and False.
+    """
 
     key: str
     size: int
     modified: datetime
+    retain_until: datetime | None = None
+    legal_hold: bool = False
 
 
 class ObjectWriter(ABC):

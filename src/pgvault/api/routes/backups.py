@@ -33,6 +33,7 @@ from pgvault.api.schemas import (
 from pgvault.api.streams import backup_download
 from pgvault.catalog.records import BackupRecord
 from pgvault.dumps.encryption import decryptor_from
+from pgvault.operations import prune
 from pgvault.service import jobs
 
 router = APIRouter(tags=["backups"], responses=ERRORS)
@@ -152,8 +153,9 @@ def get_backup(backup_id: str, catalog: CatalogDep) -> BackupOut:
     "/backups/{backup_id}", response_model=BackupOut, dependencies=[require_role("admin")]
 )
 def delete_backup(backup_id: str, settings: SettingsDep, catalog: CatalogDep) -> BackupOut:
-    """Delete the stored files; the row stays as ``deleted``."""
-    return BackupOut.of(backups.delete(settings, catalog, backup_id))
+    """Delete the stored files; the row stays as ``deleted``. 403 for one of the database's
+    ``minimum_redundancy`` newest completed backups."""
+    return BackupOut.of(prune.delete_backup(settings, catalog, backup_id))
 
 
 def _stream(settings: SettingsDep, catalog: CatalogDep, backup_id: str) -> StreamingResponse:
