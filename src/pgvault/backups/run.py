@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from pgvault import storage
+from pgvault import files, storage
 from pgvault.backups import copies
 from pgvault.backups import naming as names
 from pgvault.catalog import Catalog, locks
@@ -256,6 +256,7 @@ def _create(
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = conn.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
+            snapshot_at = _now()  # the moment linked file snapshots are taken "as of"
             timeout = request.timeout if request.timeout is not None else settings.backup_timeout
             stream = _Stream(store, key, plan, level, recipients, progress, cancel)
             with tempfile.TemporaryDirectory(prefix="pgvault-") as workdir:
@@ -305,6 +306,7 @@ def _create(
     log.info("backup %s completed: %s bytes", backup_id, record.size_bytes)
     if request.storage is None and len(db.storage) > 1:
         copies.replicate(settings, catalog, record, db.storage[1:])
+    files.snapshot_for_backup(settings, catalog, record, as_of=snapshot_at, cancel=cancel)
     return record
 
 

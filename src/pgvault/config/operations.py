@@ -38,6 +38,10 @@ NotifyEvent = Literal[
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "files_snapshot_failed",
+    "files_snapshot_succeeded",
+    "files_restore_finished",
+    "files_restore_failed",
 ]
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "backup_failed",
@@ -46,6 +50,9 @@ DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "files_snapshot_failed",
+    "files_restore_finished",
+    "files_restore_failed",
 )
 """Events sent unless a ``notifications.events`` list says otherwise (success is opt-in)."""
 
@@ -194,7 +201,9 @@ class NotificationSettings(BaseModel):
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="Events sent: backup_failed, backup_succeeded (opt-in), restore_started, "
-        "restore_finished, restore_failed, verify_failed, freshness_lost.",
+        "restore_finished, restore_failed, verify_failed, freshness_lost, "
+        "files_snapshot_failed, files_snapshot_succeeded (opt-in), files_restore_finished, "
+        "files_restore_failed.",
     )
     public_url: str | None = Field(
         default=None,

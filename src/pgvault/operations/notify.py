@@ -31,6 +31,10 @@ TITLES: dict[NotifyEvent, str] = {
     "restore_failed": "restore into {db} failed",
     "verify_failed": "restore drill of {db} failed",
     "freshness_lost": "backups of {db} are not fresh",
+    "files_snapshot_failed": "snapshot of file set {db} failed",
+    "files_snapshot_succeeded": "snapshot of file set {db} completed",
+    "files_restore_finished": "restore of file set {db} finished",
+    "files_restore_failed": "restore of file set {db} failed",
 }
 
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
 from pgvault.errors import ConfigError
 
@@ -39,6 +39,26 @@ SCHEDULE_LABEL = "schedule"
 """Label carrying the name of the schedule that made a backup."""
 
 Period = Callable[[datetime], tuple[int, ...]]
+
+
+class Retained(Protocol):
+    """What retention reads of a row: a database backup or a file snapshot."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def pinned(self) -> bool: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+
+R = TypeVar("R", bound=Retained)
 
 PERIODS: dict[str, Period] = {
     "daily": lambda t: (t.year, t.month, t.day),
@@ -110,11 +130,11 @@ def zone(name: str | None) -> tzinfo:
         ) from exc
 
 
-def _newest_first(rows: Iterable[BackupRecord]) -> list[BackupRecord]:
+def _newest_first(rows: Iterable[R]) -> list[R]:
     return sorted(rows, key=lambda r: (r.started_at, r.id), reverse=True)
 
 
-def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
+def _exemption(record: Retained, policy: RetentionSettings) -> str | None:
     if record.pinned and not policy.include_pinned:
         return "pinned"
     if record.trigger == "pre-restore" and not policy.include_pre_restore:
@@ -123,7 +143,7 @@ def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
 
 
 def gfs_keep(
-    completed: Sequence[BackupRecord], period: Period, count: int, tz: tzinfo
+    completed: Sequence[Retained], period: Period, count: int, tz: tzinfo
 ) -> dict[str, str]:
     """The newest backup of each of the ``count`` most recent periods that have one.
 
@@ -149,9 +169,7 @@ def gfs_keep(
     return kept
 
 
-def decide(
-    history: Sequence[BackupRecord], policy: RetentionSettings, now: datetime
-) -> list[Decision]:
+def decide(history: Sequence[Retained], policy: RetentionSettings, now: datetime) -> list[Decision]:
     """Decide the fate of every row of one scope under ``policy``.
 
     Args:
@@ -218,7 +236,7 @@ def decide(
 
 
 def decide_database(
-    history: Sequence[BackupRecord],
+    history: Sequence[Retained],
     policy: RetentionSettings | None,
     schedule_policies: Mapping[str, RetentionSettings] | None = None,
     now: datetime | None = None,
@@ -242,7 +260,7 @@ def decide_database(
     if now is None:
         raise ValueError("now is required")
     own = dict(schedule_policies or {})
-    scopes: dict[str | None, list[BackupRecord]] = {}
+    scopes: dict[str | None, list[Retained]] = {}
     for record in history:
         label = record.labels.get(SCHEDULE_LABEL)
         scopes.setdefault(label if label in own else None, []).append(record)

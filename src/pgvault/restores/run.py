@@ -27,7 +27,7 @@ from typing import IO
 
 import psycopg
 
-from pgvault import storage
+from pgvault import files, storage
 from pgvault.backups import copies
 from pgvault.backups import naming as names
 from pgvault.backups import run as backups
@@ -68,6 +68,7 @@ class RestoreRequest:
     no_privileges: bool = False
     decrypt: DecryptHook | None = None
     created_by: str | None = None
+    with_files: bool = False
 
 
 @dataclass
@@ -238,6 +239,7 @@ def run(
     catalog.save_restore(result)
     notify.notify(settings, "restore_started", target.name, restore=result)
     step = progress or (lambda _msg: None)
+    linked = None
     try:
         with server.connect(_maintenance(target.conn)) as conn:
             exists = server.database_exists(conn, dbname)
@@ -249,6 +251,10 @@ def run(
                     backups.BackupRequest(target=target, trigger="pre-restore"),
                 )
                 result.safety_backup_id = safety.id
+            if request.with_files:  # the files first, the database swap last
+                linked = files.restore_for_backup(
+                    settings, catalog, record, decrypt=request.decrypt
+                )
             if request.with_globals and record is not None and record.globals_key:
                 result.warnings += _apply_globals(
                     settings, record, target.conn, tool_set, request.decrypt
@@ -274,6 +280,7 @@ def run(
             else:
                 result.warnings += steps.recreate(exists).warnings
     except BaseException as exc:
+        result.warnings += linked.undo() if linked is not None else []
         result.status = "failed"
         result.error = str(exc) or type(exc).__name__
         _close(catalog, result)

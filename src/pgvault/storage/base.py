@@ -126,6 +126,17 @@ class Storage(ABC):
             StorageError: one line saying what is wrong and what to do.
         """
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Remove what interrupted writers left under ``prefix`` (temp files, unfinished
+        uploads) that was started before ``before`` (UTC); returns how many. The default
+        removes nothing (backends without such leftovers).
+
+        Raises:
+            StorageError: the leftovers cannot be listed or removed.
+        """
+        del prefix, before
+        return 0
+
     def local_path(self, key: str) -> Path | None:
         """A seekable local file holding the object, when the backend has one."""
         del key

@@ -123,6 +123,25 @@ class LocalStorage(Storage):
         final = self._path(key)
         final.with_name(final.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Delete ``*.partial`` files under ``prefix`` last modified before ``before``."""
+        removed = 0
+        start = self.root / validate_key(prefix.strip("/")) if prefix.strip("/") else self.root
+        for dirpath, _dirs, files in os.walk(start):
+            for filename in files:
+                path = Path(dirpath) / filename
+                if not filename.endswith(PARTIAL_SUFFIX):
+                    continue
+                try:
+                    if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise StorageError(f"cannot delete {path}: {exc.strerror}") from exc
+        return removed
+
     def check_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

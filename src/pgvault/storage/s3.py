@@ -440,6 +440,57 @@ class S3Storage(Storage):
                 if _error_code(exc) not in ("NoSuchUpload", "404"):
                     raise
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Abort the unfinished multipart uploads under ``prefix`` started before ``before``.
+
+        Raises:
+            StorageError: the uploads cannot be listed or aborted.
+        """
+        full = self.prefix + prefix
+        with self.errors(f"listing of unfinished uploads under {self.uri(full)}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            stale = [
+                (str(upload["Key"]), str(upload["UploadId"]))
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if _utc(upload["Initiated"]) < before
+            ]
+        for object_key, upload_id in stale:
+            self.abort_upload(object_key, upload_id)
+        return len(stale)
+
+    def get_object(self, object_key: str, **args: Any) -> tuple[IO[bytes], dict[str, Any]]:
+        """``GetObject`` of the S3 key ``object_key`` taken as is (no prefix, no key check:
+        file snapshots read an application's own keys): a buffered stream and the response
+        fields (``ContentLength``, ``ETag``, ``LastModified``, ``ContentType``, ``Metadata``,
+        ``VersionId``, ...). ``args`` are passed on (``VersionId``, ``IfMatch``).
+
+        Raises:
+            NotFound: no such key (or version).
+            StorageError: the request failed (``PreconditionFailed`` for a failed
+                ``IfMatch`` included); reads of the stream raise StorageError too.
+        """
+        from botocore.exceptions import ClientError
+
+        with self.errors(f"download of {self.uri(object_key)}"):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key, **args)
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_KEY_CODES | {"NoSuchVersion"}:
+                    raise NotFound(f"{self.uri(object_key)} does not exist (any more)") from exc
+                raise
+        raw = _S3Reader(response.pop("Body"), self, self.uri(object_key))
+        return io.BufferedReader(raw, self.READ_BUFFER_SIZE), response
+
+    def open_object_write(self, object_key: str, extra_args: dict[str, Any]) -> ObjectWriter:
+        """A streaming upload to the S3 key ``object_key`` taken as is (no prefix, no key
+        check), with ``extra_args`` added to ``PutObject``/``CreateMultipartUpload``
+        (``ContentType``, ``Metadata``, ``CacheControl``, ...): restoring an application's
+        own objects. Same all-or-nothing semantics as :meth:`open_write`."""
+        return _S3Writer(self, object_key, object_key, extra_args)
+
     def check_writable(self) -> None:
         """Prove the bucket exists and accepts writes and deletes under the prefix: a
         ``HeadBucket``, then a small probe object put (with the target's encryption and
@@ -522,8 +573,15 @@ class _S3Reader(io.RawIOBase):
 class _S3Writer(ObjectWriter):
     """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
 
-    def __init__(self, store: S3Storage, key: str, object_key: str) -> None:
+    def __init__(
+        self,
+        store: S3Storage,
+        key: str,
+        object_key: str,
+        extra_args: dict[str, Any] | None = None,
+    ) -> None:
         self._store = store
+        self._extra = dict(extra_args or {})
         self._key = key
         self._object_key = object_key
         self._uri = store.uri(object_key)
@@ -571,6 +629,7 @@ class _S3Writer(ObjectWriter):
                         Key=self._object_key,
                         Body=self._buffer,
                         **self._store.new_object_args(),
+                        **self._extra,
                     )
                 self._uploaded = len(self._buffer)
             else:
@@ -625,6 +684,7 @@ class _S3Writer(ObjectWriter):
                         Bucket=store.bucket,
                         Key=self._object_key,
                         **store.new_object_args(),
+                        **self._extra,
                         **checksum_args,
                     )
                 self._upload_id = str(created["UploadId"])
