@@ -33,7 +33,16 @@ from pgvault.catalog.tables import (
 from pgvault.errors import CatalogError
 
 Role = Literal["viewer", "operator", "admin", "owner"]
-JobKind = Literal["backup", "restore", "verify", "upload-restore", "dump"]
+JobKind = Literal[
+    "backup",
+    "restore",
+    "verify",
+    "upload-restore",
+    "dump",
+    "files-snapshot",
+    "files-restore",
+    "files-verify",
+]
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 
 

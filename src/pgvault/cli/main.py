@@ -17,6 +17,7 @@ import typer
 from pgvault import databases, storage
 from pgvault.backups import run as backups
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
+from pgvault.cli import files as files_cli
 from pgvault.cli import ops, render, serve
 from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
@@ -37,6 +38,7 @@ catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 ops.register(app)  # prune, schedules, scheduler, history, health
 serve.register(app)  # serve, users, tokens, passkey-hash
+app.add_typer(files_cli.app, name="files")  # snapshots of file sets
 
 IdentityOpt = Annotated[
     Path | None,
@@ -165,9 +167,10 @@ def backup(
                 f"{render.size(record.size_bytes)} in {record.duration_seconds:.1f} s "
                 f"-> {record.storage_key}"
             )
+    files_failed = files_cli.report_linked(catalog, done, as_json)
     for name, message in failed:
         render.error(f"{name}: {message}")
-    if failed:
+    if failed or files_failed:
         raise typer.Exit(8)
 
 
@@ -209,15 +212,27 @@ def list_(
         status=cast(BackupStatus | None, status),
         limit=limit,
     )
-    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json)
+    linked = files_cli.linked_summary(catalog, [r.id for r in records])
+    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json, linked)
 
 
 def _render_backups(
-    records: list[BackupRecord], copies_by_id: dict[str, list[BackupCopy]], as_json: bool
+    records: list[BackupRecord],
+    copies_by_id: dict[str, list[BackupCopy]],
+    as_json: bool,
+    linked: dict[str, str] | None = None,
 ) -> None:
+    linked = linked or {}
     if as_json:
         render.as_json(
-            [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
+            [
+                {
+                    **r.model_dump(mode="json"),
+                    "copies": copies_by_id.get(r.id, []),
+                    "files": linked.get(r.id),
+                }
+                for r in records
+            ]
         )
         return
     render.table(
@@ -233,6 +248,7 @@ def _render_backups(
             "started (UTC)",
             "labels",
             "storage",
+            "files",
         ),
         (
             (
@@ -248,6 +264,7 @@ def _render_backups(
                 " + ".join(
                     [r.storage] + [f"{c.storage} ({c.status})" for c in copies_by_id.get(r.id, [])]
                 ),
+                linked.get(r.id),
             )
             for r in records
         ),
@@ -257,9 +274,11 @@ def _render_backups(
 @app.command()
 def show(ctx: typer.Context, backup_id: str, as_json: JsonOpt = False) -> None:
     """Show everything the catalog knows about one backup."""
-    record = open_catalog(settings_of(ctx)).get_backup(backup_id)
+    catalog = open_catalog(settings_of(ctx))
+    record = catalog.get_backup(backup_id)
     if as_json:
-        render.as_json(record)
+        linked = files_cli.linked_summary(catalog, [record.id]).get(record.id)
+        render.as_json({**record.model_dump(mode="json"), "files": linked})
         return
     fields = record.model_dump()
     counts = fields.pop("row_counts") or {}
@@ -269,6 +288,7 @@ def show(ctx: typer.Context, backup_id: str, as_json: JsonOpt = False) -> None:
         render.table("objects", ("type", "count"), objects.items())
     if counts:
         render.table("rows at backup time", ("table", "rows"), counts.items())
+    files_cli.show_linked(catalog, record.id)
 
 
 @app.command()
@@ -403,6 +423,9 @@ def restore(
         bool, typer.Option("--leftovers", help="List old *_pre_restore_* DBs.")
     ] = False,
     drop_leftover: Annotated[str | None, typer.Option(help="Drop one leftover database.")] = None,
+    with_files: Annotated[
+        bool, typer.Option("--with-files", help="Restore the linked file snapshots first.")
+    ] = False,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -436,9 +459,12 @@ def restore(
         with_globals=with_globals,
         no_owner=no_owner,
         decrypt=_decryptor(settings, identity),
+        with_files=with_files,
     )
     if dry_run:
         _show_plan(restores.plan(settings, catalog, request), as_json)
+        if with_files and backup_id is not None:
+            files_cli.show_linked_plans(settings, catalog, backup_id, request.decrypt, as_json)
         return
     dbname = target.conn.dbname
     if not yes:

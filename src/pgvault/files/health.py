@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -26,7 +27,8 @@ from pgvault.operations.schedules import fire_times, parse_cron
 
 log = logging.getLogger(__name__)
 
-LEVELS = {"ok": 0, "warning": 1, "critical": 2}
+Status = Literal["ok", "warning", "critical"]
+LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
 RECENT_ROWS = 200
 GAP_SAMPLES = 60
 
@@ -36,7 +38,7 @@ class FileSetHealth:
     """One file set's health; times aware UTC, ages and staleness in seconds."""
 
     file_set: str
-    status: str
+    status: Status
     reasons: list[str] = field(default_factory=list)
     max_staleness_seconds: float = DEFAULT_MAX_STALENESS_HOURS * 3600
     last_success_at: datetime | None = None
@@ -80,7 +82,7 @@ def assess(
         reverse=True,
     )
     report = FileSetHealth(file_set, "ok", max_staleness_seconds=staleness)
-    levels = []
+    levels: list[Status] = []
     if ended:
         last = ended[0]
         report.last_run_status = last.status

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pgvault.catalog import Catalog
 from pgvault.catalog import files as rows
@@ -35,33 +35,6 @@ def linked_sets(settings: Settings, backup: BackupRecord) -> list[str]:
     """The file sets ``backup``'s database links (``databases.NAME.files``)."""
     db = settings.databases.get(backup.database)
     return list(db.files) if db is not None else []
-
-
-def _failed_row(
-    settings: Settings, catalog: Catalog, name: str, backup: BackupRecord, error: str
-) -> FileSnapshotRecord:
-    """A ``failed`` row for a linked snapshot that failed before it recorded one, so the
-    backup's ``show``, health and notifications say so."""
-    now = datetime.now(UTC)
-    record = FileSnapshotRecord(
-        id=sets.new_snapshot_id(now),
-        file_set=name,
-        source=settings.files[name].source if name in settings.files else "?",
-        storage="",
-        manifest_key="",
-        index_key="",
-        status="failed",
-        trigger="linked",
-        backup_id=backup.id,
-        environment=settings.environment,
-        started_at=now,
-        finished_at=now,
-        duration_seconds=0.0,
-        error=error,
-        runner=sets.runner_id(),
-    )
-    rows.save_snapshot(catalog, record)
-    return record
 
 
 def snapshot_for_backup(
@@ -104,11 +77,13 @@ def snapshot_for_backup(
                 if time.monotonic() < deadline and not (cancel and cancel.is_set()):
                     time.sleep(BUSY_POLL_SECONDS)
                     continue
-                record = _failed_row(settings, catalog, name, backup, str(exc))
+                record = sets.record_failure(settings, catalog, name, str(exc), backup_id=backup.id)
             except PgvaultError as exc:
                 found = rows.list_snapshots(catalog, backup_id=backup.id, file_set=name, limit=1)
                 record = (
-                    found[0] if found else _failed_row(settings, catalog, name, backup, str(exc))
+                    found[0]
+                    if found
+                    else sets.record_failure(settings, catalog, name, str(exc), backup_id=backup.id)
                 )
             log.error("file snapshot of %s for backup %s failed: %s", name, backup.id, record.error)
             health.tell(settings, "files_snapshot_failed", name, record=record, error=record.error)

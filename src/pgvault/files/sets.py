@@ -17,7 +17,7 @@ from pgvault import storage
 from pgvault.backups.naming import new_id
 from pgvault.catalog import Catalog
 from pgvault.catalog import files as rows
-from pgvault.catalog.files import FileSnapshotRecord
+from pgvault.catalog.files import FileSnapshotRecord, SnapshotTrigger
 from pgvault.config.files import FileSetSettings
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError, PgvaultError
@@ -126,3 +126,39 @@ def recover_interrupted(
         marked.append(record)
         log.warning("file snapshot %s was interrupted (its process died)", record.id)
     return marked
+
+
+def record_failure(
+    settings: Settings,
+    catalog: Catalog,
+    file_set: str,
+    error: str,
+    *,
+    trigger: SnapshotTrigger = "linked",
+    backup_id: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> FileSnapshotRecord:
+    """A ``failed`` row for a snapshot that failed before it recorded one (busy set,
+    unreachable source), so ``show``, health and notifications say so."""
+    now = datetime.now(UTC)
+    cfg = settings.files.get(file_set)
+    record = FileSnapshotRecord(
+        id=new_snapshot_id(now),
+        file_set=file_set,
+        source=cfg.source if cfg is not None else "?",
+        storage="",
+        manifest_key="",
+        index_key="",
+        status="failed",
+        trigger=trigger,
+        backup_id=backup_id,
+        environment=settings.environment,
+        labels=dict(labels or {}),
+        started_at=now,
+        finished_at=now,
+        duration_seconds=0.0,
+        error=error,
+        runner=runner_id(),
+    )
+    rows.save_snapshot(catalog, record)
+    return record

@@ -31,6 +31,7 @@ from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backups, restores
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
+from pgvault.files import health as files_health
 from pgvault.operations import schedules
 
 Status = Literal["ok", "warning", "critical"]
@@ -69,11 +70,13 @@ class DatabaseHealth:
 
 @dataclass
 class HealthReport:
-    """Every database's health; ``status`` is the worst of them (``ok`` when none)."""
+    """Every database's and file set's health; ``status`` is the worst of them (``ok``
+    when none)."""
 
     status: Status
     checked_at: datetime
     databases: list[DatabaseHealth] = field(default_factory=list)
+    file_sets: list[files_health.FileSetHealth] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
         rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
         report.databases.append(assess(name, rows, max_staleness(settings, name, at), ratio, at))
-    report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
+    report.file_sets = files_health.health(settings, catalog, at)
+    statuses = [d.status for d in report.databases] + [f.status for f in report.file_sets]
+    report.status = max(statuses, key=LEVELS.__getitem__, default="ok")
     return report
 
 
@@ -281,6 +286,7 @@ class CatalogCollector(Collector):
         yield self._backups_total()
         yield self._restores_total()
         yield self._deletions_total()
+        yield from files_health.metric_families(self.settings, self.catalog)
         up = self.scheduler_up if self.scheduler_up is not None else _scheduler_running
         yield GaugeMetricFamily(
             "pgvault_scheduler_up", "1 when a scheduler runs in this process.", value=int(up)

@@ -35,7 +35,7 @@ metrics_router = APIRouter(tags=["operations"], responses=ERRORS)
 class ScheduleOut(BaseModel):
     """One configured job; ``next_runs`` in UTC (empty when disabled)."""
 
-    kind: Literal["backup", "verify", "prune"]
+    kind: Literal["backup", "verify", "prune", "files"]
     database: str | None
     name: str
     cron: str
