@@ -258,7 +258,7 @@ def show_plan(plan: RestoreCounts, as_json: bool) -> None:
         ("delete", plan.first_delete),
     ):
         for key in keys:
-            render.out.print(f"{label}\t{key}", markup=False, highlight=False)
+            render.out.print(f"{label}  {key}", markup=False, highlight=False)
 
 
 @app.command("restore")
