@@ -148,7 +148,8 @@ def _compress(data: bytes) -> bytes:
 
 
 def store_bytes(store: Storage, key: str, data: bytes, recipients: list[Any]) -> StoredBlob:
-    """Store one content held in memory as the blob ``key`` (form from the key's suffix).
+    """Store one content held in memory as the blob ``key`` (form from the key's suffix),
+    durable at the store's next ``sync()``.
 
     Raises:
         StorageError: the write failed (nothing is visible then).
@@ -157,7 +158,7 @@ def store_bytes(store: Storage, key: str, data: bytes, recipients: list[Any]) ->
     stored = _compress(data) if form == "zstd" else data
     if encrypted:
         stored = bytes(pyrage.encrypt(stored, recipients))
-    info = store.write_bytes(key, stored)
+    info = store.write_bytes(key, stored, batch=True)
     return StoredBlob(key, info.size, hashlib.sha256(stored).hexdigest())
 
 
@@ -169,7 +170,7 @@ class BlobWriter:
     def __init__(self, store: Storage, key: str, recipients: list[Any]) -> None:
         _sha, form, encrypted = parse_blob_key(key)
         self.key = key
-        self._writer: ObjectWriter = store.open_write(key)
+        self._writer: ObjectWriter = store.open_batch_write(key)
         self._hashing = HashingWriter(self._writer)
         self._encryptor = Encryptor(self._hashing, recipients) if encrypted else None
         self._top: Stage = compressor(

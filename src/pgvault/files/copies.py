@@ -52,7 +52,7 @@ def replicate(
 
 
 def _send(source: Storage, target: Storage, key: str, size: int | None, sha: str | None) -> int:
-    writer = target.open_write(key)
+    writer = target.open_batch_write(key)
     try:
         with source.open_read(key) as raw:
             hashing = HashingReader(raw)
@@ -82,8 +82,10 @@ def copy_snapshot(source: Storage, target: Storage, record: FileSnapshotRecord) 
             continue
         sent += _send(source, target, blob.key, blob.stored_size, blob.stored_sha256)
         blobs += 1
+    target.sync()
     _send(source, target, record.index_key, record.index_size, record.index_sha256)
     _send(source, target, record.manifest_key, record.manifest_size, record.manifest_sha256)
+    target.sync()
     log.info(
         "file snapshot %s copied to %s: %d blobs, %d bytes", record.id, target.name, blobs, sent
     )

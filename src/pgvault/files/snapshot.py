@@ -47,6 +47,7 @@ from pgvault.files.blobs import (
     VerifiedReader,
     blob_key,
     choose_form,
+    open_content,
     pool_prefix,
     store_bytes,
 )
@@ -250,6 +251,7 @@ def _take(
         record.detail = "; ".join(n for n in notes if n)
         record.finished_at = datetime.now(UTC)
         record.duration_seconds = (record.finished_at - record.started_at).total_seconds()
+        store.sync()  # every blob durable before the index and manifest name them
         header = record.model_copy(update={"status": "completed"})
         record.index_size, record.index_sha256 = write_index(store, header, run.referenced_blobs())
         record.manifest_size, record.manifest_sha256 = writer.commit()
@@ -512,10 +514,20 @@ class _Run:
                 event.set()
 
     def _stored_fresh(self, key: str) -> StoredBlob | None:
-        """A stored blob younger than half the grace period (so no sweep can remove it
-        before this snapshot commits); an older unreferenced one is written again."""
+        """A stored blob no kept snapshot vouches for (left by a killed run, say), reused
+        only when it is younger than half the grace period (so no sweep can remove it
+        before this snapshot commits) and its content reads back whole and matches its
+        name (it may never have been flushed); otherwise it is written again. Encrypted
+        ones cannot be read back without the identity: they are written again."""
         info = self.store.stat(key)
-        if info is None or info.modified < self.fresh_after:
+        if info is None or info.modified < self.fresh_after or self.recipients:
+            return None
+        try:
+            with open_content(self.store, key, None) as stream:
+                while stream.read(CHUNK):
+                    pass
+        except (ArchiveError, StorageError, NotFound) as exc:
+            log.warning("stored blob %s is unusable (%s): writing it again", key, exc)
             return None
         return StoredBlob(key, info.size, None)
 
