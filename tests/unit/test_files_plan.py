@@ -30,7 +30,6 @@ def entry(key: str, **kw: object) -> Entry:
         "blob": blob_key("files/s/blobs/", SHA, "zstd", False),
         "modified": T0,
         "etag": "e1",
-        "md5": "m1",
     }
     values.update(kw)
     return Entry(**values)  # type: ignore[arg-type]
@@ -137,7 +136,7 @@ def test_unchanged_needs_size_etag_and_time_or_mtime() -> None:
 
 def test_restore_actions_and_quick_content_checks() -> None:
     entries = [entry("a"), entry("b"), entry("c", size=3)]
-    current = [Listed("b", 10, T0, "m1"), Listed("c", 4, T0, "zz"), Listed("d", 1, T0, "x")]
+    current = [Listed("b", 10, T0, "e1"), Listed("c", 4, T0, "zz"), Listed("d", 1, T0, "x")]
     actions = [
         (a, e.key if e else None, c.key if c else None)
         for a, e, c in restore_actions(entries, current)
@@ -148,7 +147,7 @@ def test_restore_actions_and_quick_content_checks() -> None:
         ("check", "c", "c"),
         ("extra", None, "d"),
     ]
-    assert same_content(entries[1], current[0]) is None  # md5 ETag matches: look closer
+    assert same_content(entries[1], current[0]) is None  # same ETag: look closer
     assert same_content(entries[2], current[1]) is False  # size differs
     assert same_content(entry("x"), Listed("x", 10, T0, "other")) is False
 

@@ -88,11 +88,11 @@ class FileSetSettings(BaseModel):
         default=8, ge=1, le=64, description="Objects transferred in parallel (threads)."
     )
     memory_mib: int = Field(
-        default=48,
+        default=24,
         ge=8,
         le=4096,
         description="Bytes of object data held in memory at once by all workers (MiB); "
-        "objects up to a quarter of it are read whole, larger ones are streamed twice.",
+        "objects up to a third of it are read whole, larger ones are streamed twice.",
     )
     blob_grace_hours: float = Field(
         default=48.0,

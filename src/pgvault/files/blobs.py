@@ -28,7 +28,7 @@ import pyrage
 import zstandard
 
 from pgvault.dumps.encryption import Encryptor
-from pgvault.dumps.layers import DecryptHook, HashingWriter, Stage, compressor
+from pgvault.dumps.layers import DecryptHook, HashingWriter, Sink, Stage, compressor
 from pgvault.errors import ArchiveError
 from pgvault.storage.base import ObjectWriter, Storage
 
@@ -162,31 +162,47 @@ def store_bytes(store: Storage, key: str, data: bytes, recipients: list[Any]) ->
     return StoredBlob(key, info.size, hashlib.sha256(stored).hexdigest())
 
 
-class BlobWriter:
-    """A blob streamed into storage: content in, [zstd] -> [age] -> sha256 -> writer.
+class _Tee:
+    def __init__(self, first: Sink, second: Sink) -> None:
+        self._sinks = (first, second)
 
-    Call :meth:`commit` once the content's sha256 is proven, or :meth:`abort`."""
+    def write(self, data: bytes, /) -> int:
+        for sink in self._sinks:
+            sink.write(data)
+        return len(data)
 
-    def __init__(self, store: Storage, key: str, recipients: list[Any]) -> None:
-        _sha, form, encrypted = parse_blob_key(key)
-        self.key = key
-        self._writer: ObjectWriter = store.open_batch_write(key)
-        self._hashing = HashingWriter(self._writer)
-        self._encryptor = Encryptor(self._hashing, recipients) if encrypted else None
+
+class LayeredWriter:
+    """Bytes in, [zstd] -> (``tap``) -> [age] -> sha256 and size -> an object writer. The
+    ``tap`` sees the compressed plaintext (a local copy of a manifest)."""
+
+    def __init__(
+        self,
+        writer: ObjectWriter,
+        *,
+        compress: bool,
+        recipients: list[Any],
+        tap: Sink | None = None,
+    ) -> None:
+        self._writer = writer
+        self._hashing = HashingWriter(writer)
+        self._encryptor = Encryptor(self._hashing, recipients) if recipients else None
+        below: Sink = self._encryptor or self._hashing
         self._top: Stage = compressor(
-            "zstd" if form == "zstd" else "none", ZSTD_LEVEL, self._encryptor or self._hashing
+            "zstd" if compress else "none", ZSTD_LEVEL, _Tee(tap, below) if tap else below
         )
 
     def write(self, data: bytes, /) -> int:
-        """Feed content bytes; returns their length."""
+        """Feed bytes; returns their length."""
         self._top.write(data)
         return len(data)
 
-    def commit(self) -> StoredBlob:
-        """Flush the layers and make the blob visible.
+    def commit(self) -> tuple[int, str]:
+        """Flush the layers and make the object visible; returns the stored ``(size,
+        sha256)``.
 
         Raises:
-            StorageError: the write failed (the upload is aborted).
+            StorageError: the write failed (the object is discarded).
         """
         try:
             self._top.close()
@@ -196,11 +212,30 @@ class BlobWriter:
             self.abort()
             raise
         self._writer.commit()
-        return StoredBlob(self.key, self._hashing.size, self._hashing.sha256)
+        return self._hashing.size, self._hashing.sha256
 
     def abort(self) -> None:
         """Discard what was written; never raises."""
         self._writer.abort()
+
+
+class BlobWriter(LayeredWriter):
+    """A blob streamed into storage (form and encryption from its key). Call
+    :meth:`commit_blob` once the content's sha256 is proven, or :meth:`abort`."""
+
+    def __init__(self, store: Storage, key: str, recipients: list[Any]) -> None:
+        _sha, form, encrypted = parse_blob_key(key)
+        self.key = key
+        super().__init__(
+            store.open_batch_write(key),
+            compress=form == "zstd",
+            recipients=recipients if encrypted else [],
+        )
+
+    def commit_blob(self) -> StoredBlob:
+        """:meth:`commit`, as the stored blob."""
+        size, sha = self.commit()
+        return StoredBlob(self.key, size, sha)
 
 
 class VerifiedReader(io.RawIOBase):

@@ -2,7 +2,7 @@
 
 * The **manifest** (``<id>.manifest.zst``, age-encrypted to the set's recipients as
   ``.manifest.zst.age``): a header line, then one :class:`Entry` per object in key order
-  (key, size, sha256, md5, blob, content type, user metadata, headers, last modified,
+  (key, size, sha256, blob, content type, user metadata, headers, last modified,
   ETag, version, mode, mtime). It names the application's keys, so it is encrypted when
   the blobs are. Committed last: a snapshot without it does not exist.
 * The **index** (``<id>.index.zst``, never encrypted): a header line with the snapshot's
@@ -15,7 +15,6 @@ way out; readers check that sha256 against the catalog before using a single lin
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,11 +27,10 @@ from typing import IO, Any
 import zstandard
 
 from pgvault.catalog.files import FileSnapshotRecord
-from pgvault.dumps.encryption import Encryptor
-from pgvault.dumps.layers import DecryptHook, HashingWriter, Stage, compressor
+from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import ArchiveError
-from pgvault.files.blobs import CHUNK, StoredBlob, set_root
-from pgvault.storage.base import ObjectWriter, Storage
+from pgvault.files.blobs import CHUNK, LayeredWriter, StoredBlob, hash_stored, set_root
+from pgvault.storage.base import Storage
 
 MANIFEST_FORMAT = "pgvault-file-manifest"
 INDEX_FORMAT = "pgvault-file-index"
@@ -55,7 +53,6 @@ class Entry:
     sha256: str
     blob: str
     modified: datetime
-    md5: str | None = None
     stored_size: int | None = None
     stored_sha256: str | None = None
     content_type: str | None = None
@@ -75,7 +72,7 @@ class Entry:
             "blob": self.blob,
             "modified": self.modified.isoformat(),
         }
-        for name in ("md5", "stored_size", "stored_sha256", "content_type", "etag"):
+        for name in ("stored_size", "stored_sha256", "content_type", "etag"):
             value = getattr(self, name)
             if value is not None:
                 row[name] = value
@@ -102,7 +99,6 @@ class Entry:
                 sha256=str(row["sha256"]),
                 blob=str(row["blob"]),
                 modified=datetime.fromisoformat(row["modified"]),
-                md5=row.get("md5"),
                 stored_size=row.get("stored_size"),
                 stored_sha256=row.get("stored_sha256"),
                 content_type=row.get("content_type"),
@@ -117,16 +113,6 @@ class Entry:
             raise ArchiveError(f"a manifest line is not a file entry ({exc})") from exc
 
 
-class _Tee:
-    def __init__(self, *sinks: Any) -> None:
-        self._sinks = sinks
-
-    def write(self, data: bytes, /) -> int:
-        for sink in self._sinks:
-            sink.write(data)
-        return len(data)
-
-
 class LinesWriter:
     """JSON lines -> zstd -> [local cache copy] -> [age] -> sha256 -> storage writer."""
 
@@ -138,18 +124,15 @@ class LinesWriter:
         recipients: list[Any] | None = None,
         cache: Path | None = None,
     ) -> None:
-        self._writer: ObjectWriter = store.open_write(key)
-        self._hashing = HashingWriter(self._writer)
-        self._encryptor = Encryptor(self._hashing, recipients) if recipients else None
         self._cache_path = cache
         self._cache: IO[bytes] | None = None
-        sink: Any = self._encryptor or self._hashing
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(f"{cache}.partial", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self._cache = os.fdopen(fd, "wb")
-            sink = _Tee(self._cache, sink)
-        self._top: Stage = compressor("zstd", 3, sink)
+        self._layers = LayeredWriter(
+            store.open_write(key), compress=True, recipients=recipients or [], tap=self._cache
+        )
         self._buffer = io.StringIO()
         self.lines = 0
         self.write_line(json.dumps(header, separators=(",", ":")))
@@ -166,7 +149,7 @@ class LinesWriter:
         data = self._buffer.getvalue().encode("utf-8", "surrogateescape")
         self._buffer = io.StringIO()
         if data:
-            self._top.write(data)
+            self._layers.write(data)
 
     def commit(self) -> tuple[int, str]:
         """Finish and make the object visible; returns its stored ``(size, sha256)``.
@@ -176,22 +159,19 @@ class LinesWriter:
         """
         try:
             self._flush()
-            self._top.close()
-            if self._encryptor is not None:
-                self._encryptor.close()
         except BaseException:
             self.abort()
             raise
-        self._writer.commit()
+        stored = self._layers.commit()
         if self._cache is not None and self._cache_path is not None:
             self._cache.close()
             os.replace(f"{self._cache_path}.partial", self._cache_path)
             self._cache = None
-        return self._hashing.size, self._hashing.sha256
+        return stored
 
     def abort(self) -> None:
         """Discard everything written; never raises."""
-        self._writer.abort()
+        self._layers.abort()
         if self._cache is not None and self._cache_path is not None:
             self._cache.close()
             self._cache = None
@@ -251,13 +231,7 @@ def check_stored(store: Storage, key: str, size: int | None, sha256: str | None)
         NotFound: it is missing.
         ArchiveError: its size or sha256 differs (the snapshot cannot be trusted).
     """
-    digest = hashlib.sha256()
-    total = 0
-    with store.open_read(key) as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-            total += len(chunk)
-    if sha256 is None or (digest.hexdigest(), total) != (sha256, size):
+    if sha256 is None or hash_stored(store, key) != (size, sha256):
         raise ArchiveError(
             f"{key} does not match the catalog (sha256/size): it was altered or damaged"
         )

@@ -82,7 +82,6 @@ def reuse(item: Listed, previous: Entry) -> Entry:
         sha256=previous.sha256,
         blob=previous.blob,
         modified=item.modified,
-        md5=previous.md5,
         stored_size=previous.stored_size,
         stored_sha256=previous.stored_sha256,
         content_type=previous.content_type,
@@ -115,14 +114,14 @@ def restore_actions(
 
 def same_content(entry: Entry, listed: Listed) -> bool | None:
     """From the destination's listing alone: False when the object surely differs from
-    the entry, None when only a closer look can tell (hashing a local file, or the
-    attributes of an S3 object whose size and ETag match), True never (attributes count).
+    the entry, None when its attributes must tell (a file's mtime and mode, an S3 object's
+    content type, metadata and headers once size and ETag match).
     """
     if listed.size != entry.size:
         return False
     if listed.mtime_ns is not None or listed.etag is None:
         return None
-    if listed.etag in (entry.etag, entry.md5):
+    if listed.etag == entry.etag:
         return None
     return False
 

@@ -2,7 +2,7 @@
 
 :func:`plan` (``--dry-run``) and :func:`run` walk the manifest and the destination's
 listing together (key order, one pass) and decide per key: **add** (missing there),
-**change** (different size, ETag/md5, content type, metadata or headers; for a directory
+**change** (different size, ETag, content type, metadata or headers; for a directory
 size, mtime or mode), **unchanged**, **delete** (only with ``delete_extra``) or **kept**.
 
 Safety (the rule "a restore never leaves you with less than you had"):
@@ -47,6 +47,8 @@ from pgvault.files.transfer import (
     cancel_pending,
     check_cancel,
     drain_in_order,
+    quick_switching,
+    tune_allocator,
 )
 from pgvault.storage import Storage
 
@@ -291,7 +293,11 @@ def _apply(
         meter.report()
 
     pending: deque[Future[None] | None] = deque()
-    with ThreadPoolExecutor(ctx.cfg.workers, thread_name_prefix="pgvault-restore") as pool:
+    tune_allocator()
+    with (
+        quick_switching(),
+        ThreadPoolExecutor(ctx.cfg.workers, thread_name_prefix="pgvault-restore") as pool,
+    ):
         try:
             for decision, entry, listed in _decisions(ctx, pool, cancel):
                 if decision in ("add", "change"):

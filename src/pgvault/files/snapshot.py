@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog import files as rows
@@ -80,14 +80,18 @@ from pgvault.files.transfer import (
     cancel_pending,
     check_cancel,
     drain_in_order,
+    quick_switching,
+    tune_allocator,
 )
-from pgvault.storage import Storage
+from pgvault.storage import ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
 
 LOOKAHEAD = 10_000
 """Listed objects held ahead of the manifest writer (metadata only: a few MiB)."""
 READ_ATTEMPTS = 3
+POOL_LISTING_LIMIT = 100_000
+"""Blobs listed at most instead of probed one by one when no previous snapshot vouches."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ def _take(
     cache = sets.cache_path(settings, record) if texts else None
     writer = LinesWriter(store, record.manifest_key, manifest_header(record), recipients, cache)
     run = _Run(place, store, pool, recipients, cfg, known, Meter("copying", progress), cancel)
+    if not known:  # nothing vouched for: one listing instead of a probe per blob
+        run.present = _listed_pool(store, pool)
     try:
         as_of = record.as_of if record.consistency == "versioned" else None
         run.execute(filtered(place.list(as_of), cfg.exclude), previous, writer)
@@ -290,6 +296,17 @@ def _base(
         return [], {}, f"previous snapshot {base.id} unusable ({exc}): every object read again"
 
 
+def _listed_pool(store: Storage, pool: str) -> dict[str, ObjectInfo] | None:
+    """The blobs stored in ``pool``, or None when there are more than
+    :data:`POOL_LISTING_LIMIT` (then each blob is probed on its own)."""
+    found: dict[str, ObjectInfo] = {}
+    for info in store.list(pool):
+        if len(found) >= POOL_LISTING_LIMIT:
+            return None
+        found[info.key] = info
+    return found
+
+
 def _fail(catalog: Catalog, store: Storage, record: FileSnapshotRecord, exc: BaseException) -> None:
     interrupted = isinstance(exc, KeyboardInterrupt | SystemExit | Cancelled)
     record.status = "interrupted" if interrupted else "failed"
@@ -326,7 +343,7 @@ class _Run:
         self.recipients = recipients
         self.workers = cfg.workers
         self.budget = Budget(cfg.memory_mib * MiB)
-        self.small_limit = self.budget.total // 4
+        self.small_limit = self.budget.total // 3
         self.stream_reserve = int(getattr(store, "part_size", 0)) + 2 * MiB
         self.fresh_after = datetime.now(UTC) - timedelta(hours=cfg.blob_grace_hours / 2)
         self.known = known
@@ -336,6 +353,7 @@ class _Run:
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Event] = {}
         self._referenced: dict[str, StoredBlob] = {}
+        self.present: dict[str, ObjectInfo] | None = None  # the pool as listed at the start
         self.objects = self.bytes = self.vanished = 0
         self.read_objects = self.read_bytes = self.stored_blobs = self.stored_bytes = 0
 
@@ -350,7 +368,11 @@ class _Run:
             Cancelled, StorageError, ArchiveError: the first error of any worker.
         """
         pending: deque[Future[Entry | None] | Entry | None] = deque()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="pgvault-files") as pool:
+        tune_allocator()
+        with (
+            quick_switching(),
+            ThreadPoolExecutor(self.workers, thread_name_prefix="pgvault-files") as pool,
+        ):
             try:
                 for item, prev in merge(listing, previous):
                     if item is None:
@@ -422,32 +444,25 @@ class _Run:
     def _copy_small(self, item: Listed) -> Entry:
         opened = self.place.open(item)
         with opened.stream as stream:
-            data = _read_at_most(stream, self.small_limit + 1)
-        if len(data) > self.small_limit:  # it grew since the listing
-            return self._copy_large(item)
+            if opened.size > self.small_limit:  # it grew since the listing
+                return self._copy_large(item)
+            data = _read_whole(stream, opened.size)
         sha = hashlib.sha256(data).hexdigest()
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         key = blob_key(self.pool, sha, choose_form(data[:64]), bool(self.recipients))
         blob = self._ensure(key, lambda: store_bytes(self.store, key, data, self.recipients))
-        return _entry(item, opened, sha, md5, len(data), blob)
+        return _entry(item, opened, sha, len(data), blob)
 
     def _copy_large(self, item: Listed) -> Entry:
         opened = self.place.open(item)
-        sha_hash, md5_hash, size, head = (
-            hashlib.sha256(),
-            hashlib.md5(usedforsecurity=False),
-            0,
-            b"",
-        )
+        digest, size, head = hashlib.sha256(), 0, b""
         with opened.stream as stream:
             while chunk := stream.read(CHUNK):
                 check_cancel(self.cancel, self.stop)
                 if not head:
                     head = chunk[:64]
-                sha_hash.update(chunk)
-                md5_hash.update(chunk)
+                digest.update(chunk)
                 size += len(chunk)
-        sha = sha_hash.hexdigest()
+        sha = digest.hexdigest()
         key = blob_key(self.pool, sha, choose_form(head), bool(self.recipients))
         pinned = Listed(
             item.key,
@@ -459,7 +474,7 @@ class _Run:
             opened.mode,
         )
         blob = self._ensure(key, lambda: self._stream_blob(pinned, key, sha))
-        return _entry(item, opened, sha, md5_hash.hexdigest(), size, blob)
+        return _entry(item, opened, sha, size, blob)
 
     def _stream_blob(self, pinned: Listed, key: str, sha: str) -> StoredBlob:
         """The second read of a large object, straight into its blob, proven equal to the
@@ -471,7 +486,7 @@ class _Run:
                 while chunk := checked.read(CHUNK):
                     check_cancel(self.cancel, self.stop)
                     writer.write(chunk)
-            return writer.commit()
+            return writer.commit_blob()
         except ArchiveError as exc:
             writer.abort()
             raise Changed(f"{pinned.key!r} changed between its two reads") from exc
@@ -519,7 +534,7 @@ class _Run:
         before this snapshot commits) and its content reads back whole and matches its
         name (it may never have been flushed); otherwise it is written again. Encrypted
         ones cannot be read back without the identity: they are written again."""
-        info = self.store.stat(key)
+        info = self.present.get(key) if self.present is not None else self.store.stat(key)
         if info is None or info.modified < self.fresh_after or self.recipients:
             return None
         try:
@@ -532,18 +547,24 @@ class _Run:
         return StoredBlob(key, info.size, None)
 
 
-def _read_at_most(stream: Any, limit: int) -> bytes:
-    parts, total = [], 0
-    while total < limit:
-        chunk = stream.read(min(CHUNK, limit - total))
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
-    return b"".join(parts)
+def _read_whole(stream: IO[bytes], size: int) -> bytes:
+    """Read an object of ``size`` bytes in one allocation (no chunks joined).
+
+    Raises:
+        Changed: it holds more or fewer bytes than its length said.
+    """
+    data = stream.read(size) if size else b""
+    while len(data) < size:  # a short read: rare, joined once
+        more = stream.read(size - len(data))
+        if not more:
+            raise Changed(f"an object ended after {len(data)} of {size} bytes")
+        data += more
+    if stream.read(1):
+        raise Changed(f"an object holds more than its {size} bytes")
+    return data
 
 
-def _entry(item: Listed, opened: Opened, sha: str, md5: str, size: int, blob: StoredBlob) -> Entry:
+def _entry(item: Listed, opened: Opened, sha: str, size: int, blob: StoredBlob) -> Entry:
     same = opened.etag is not None and opened.etag == item.etag
     return Entry(
         key=item.key,
@@ -552,7 +573,6 @@ def _entry(item: Listed, opened: Opened, sha: str, md5: str, size: int, blob: St
         blob=blob.key,
         # the listing's own values, so the next snapshot's comparison with its listing holds
         modified=item.modified if same else opened.modified,
-        md5=md5,
         stored_size=blob.stored_size,
         stored_sha256=blob.stored_sha256,
         content_type=opened.content_type,

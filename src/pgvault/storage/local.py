@@ -27,14 +27,27 @@ def _info(key: str, path: Path) -> ObjectInfo:
 
 
 class _LocalWriter(ObjectWriter):
-    def __init__(self, key: str, final: Path, deferred: list[Path] | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        final: Path,
+        deferred: list[Path] | None = None,
+        made: set[Path] | None = None,
+    ) -> None:
         self._key = key
         self._final = final
         self._deferred = deferred
         self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+            if made is None or final.parent not in made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+            except FileNotFoundError:  # the directory went away since it was made
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._partial, "wb")  # noqa: SIM115
+            if made is not None:
+                made.add(final.parent)
         except OSError as exc:
             raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
 
@@ -79,6 +92,7 @@ class LocalStorage(Storage):
         raw = unquote(parsed.path) if parsed.scheme == "file" else url
         self.root = Path(raw).expanduser().absolute()
         self._unsynced: list[Path] = []
+        self._made: set[Path] = set()  # directories batch writers know exist
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
@@ -89,7 +103,7 @@ class LocalStorage(Storage):
     def open_batch_write(self, key: str) -> ObjectWriter:
         """Without the fsync at commit: :meth:`sync` fsyncs every such file (and its
         directory) later, all at once, which lets the kernel batch the flushes."""
-        return _LocalWriter(key, self._path(key), self._unsynced)
+        return _LocalWriter(key, self._path(key), self._unsynced, self._made)
 
     def sync(self) -> None:
         """fsync the files committed by batch writers, then their directories."""

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pgvault.config.settings import StorageTargetSettings
 from pgvault.errors import ConfigError, NotFound, StorageError
@@ -463,7 +463,7 @@ class S3Storage(Storage):
 
     def get_object(self, object_key: str, **args: Any) -> tuple[IO[bytes], dict[str, Any]]:
         """``GetObject`` of the S3 key ``object_key`` taken as is (no prefix, no key check:
-        file snapshots read an application's own keys): a buffered stream and the response
+        file snapshots read an application's own keys): an unbuffered stream and the response
         fields (``ContentLength``, ``ETag``, ``LastModified``, ``ContentType``, ``Metadata``,
         ``VersionId``, ...). ``args`` are passed on (``VersionId``, ``IfMatch``).
 
@@ -481,8 +481,10 @@ class S3Storage(Storage):
                 if _error_code(exc) in _MISSING_KEY_CODES | {"NoSuchVersion"}:
                     raise NotFound(f"{self.uri(object_key)} does not exist (any more)") from exc
                 raise
+        # Unbuffered: callers read whole small objects or large chunks, and a buffer per
+        # object would cost its size in allocations for nothing.
         raw = _S3Reader(response.pop("Body"), self, self.uri(object_key))
-        return io.BufferedReader(raw, self.READ_BUFFER_SIZE), response
+        return cast(IO[bytes], raw), response
 
     def open_object_write(self, object_key: str, extra_args: dict[str, Any]) -> ObjectWriter:
         """A streaming upload to the S3 key ``object_key`` taken as is (no prefix, no key
@@ -560,6 +562,13 @@ class _S3Reader(io.RawIOBase):
     def readall(self) -> bytes:
         with self._store.errors(f"download of {self._uri}"):
             data: bytes = self._body.read()
+        return data
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all when negative or None), straight from the response: one
+        allocation, no intermediate buffer."""
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read(None if size is None or size < 0 else size)
         return data
 
     def close(self) -> None:
