@@ -124,7 +124,7 @@ def _pick(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
 
 @app.command("snapshot")
 def snapshot_(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
-    """Take a snapshot of the file set NAME ([files.NAME] in the config)."""
+    """Take a snapshot of the file set NAME (its files.NAME section in the config)."""
     settings = settings_of(ctx)
     catalog = _catalog(settings)
     with FilesProgress(enabled=not as_json) as progress:
