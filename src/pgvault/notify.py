@@ -32,6 +32,10 @@ TITLES: dict[NotifyEvent, str] = {
     "verify_failed": "restore drill of {db} failed",
     "freshness_lost": "backups of {db} are not fresh",
     "retention_held": "retention of {db} is held: nothing is deleted",
+    "files_snapshot_failed": "snapshot of file set {db} failed",
+    "files_snapshot_succeeded": "snapshot of file set {db} completed",
+    "files_restore_finished": "restore of file set {db} finished",
+    "files_restore_failed": "restore of file set {db} failed",
 }
 
 

@@ -16,9 +16,10 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
-from pgvault import runtime, storage
+from pgvault import files, runtime, storage
 from pgvault.backups import copies
 from pgvault.backups.plan import BackupPlan, BackupRequest, new_record, plan, probe
 from pgvault.backups.record import recording
@@ -91,7 +92,7 @@ def run(
         log.info("backup %s of %s started -> %s", plan.backup_id, target.conn.display(), plan.key)
         try:
             with recording(catalog, store, record):
-                _dump(settings, plan, store, record, progress, cancel)
+                snapshot_at = _dump(settings, plan, store, record, progress, cancel)
         except PgvaultError as exc:
             if isinstance(exc, Cancelled):
                 raise
@@ -99,6 +100,7 @@ def run(
     log.info("backup %s completed: %s bytes", record.id, record.size_bytes)
     if plan.copies:
         copies.replicate(settings, catalog, record, list(plan.copies))
+    files.snapshot_for_backup(settings, catalog, record, as_of=snapshot_at, cancel=cancel)
     return record
 
 
@@ -109,14 +111,16 @@ def _dump(
     record: BackupRecord,
     progress: Progress | None,
     cancel: threading.Event | None,
-) -> None:
+) -> datetime:
     """pg_dump in an exported snapshot, whose rows are then counted in that same snapshot;
-    fills in the record's size, sha256, row and object counts and globals key."""
+    fills in the record's size, sha256, row and object counts and globals key. Returns the
+    moment the snapshot was exported (UTC): linked file snapshots are taken as of it."""
     target, facts = plan.target, plan.facts
     with server.connect(target.conn) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
+        snapshot_at = runtime.now()
         stream = BackupStream(
             store, plan.key, plan.compression, plan.level, plan.recipients, progress, cancel
         )
@@ -135,6 +139,7 @@ def _dump(
         record.globals_key = dump_globals(
             settings, store, plan.key, target.conn, facts.major, facts.superuser, plan.recipients
         )
+    return snapshot_at
 
 
 def _run_pg_dump(

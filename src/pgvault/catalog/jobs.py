@@ -18,7 +18,16 @@ from pgvault.catalog.tables import idempotency_keys, jobs
 if TYPE_CHECKING:
     from pgvault.catalog import Catalog
 
-JobKind = Literal["backup", "restore", "verify", "upload-restore", "dump"]
+JobKind = Literal[
+    "backup",
+    "restore",
+    "verify",
+    "upload-restore",
+    "dump",
+    "files-snapshot",
+    "files-restore",
+    "files-verify",
+]
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 
 

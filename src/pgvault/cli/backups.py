@@ -10,6 +10,7 @@ import typer
 
 from pgvault import backups, databases, storage
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
+from pgvault.cli import files as files_cli
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -156,9 +157,10 @@ def backup(
             f"{render.size(record.size_bytes)} in {record.duration_seconds:.1f} s "
             f"-> {record.storage_key}"
         )
+    files_failed = files_cli.report_linked(catalog, done, as_json)
     for name, message in failed:
         render.error(f"{name}: {message}")
-    if failed:
+    if failed or files_failed:
         raise typer.Exit(EXIT_CODES[BackupError])
 
 
@@ -205,18 +207,31 @@ def list_(
         what = "no backups match" if database or environment or status else "no backups yet"
         render.info(f"{what}: make one with 'pgvault backup postgresql://user@host/db'")
         return
-    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json)
+    linked = files_cli.linked_summary(catalog, [r.id for r in records])
+    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json, linked)
 
 
 def _render_backups(
-    records: list[BackupRecord], copies_by_id: dict[str, list[BackupCopy]], as_json: bool
+    records: list[BackupRecord],
+    copies_by_id: dict[str, list[BackupCopy]],
+    as_json: bool,
+    linked: dict[str, str] | None = None,
 ) -> None:
+    linked = linked or {}
     if as_json:
         render.as_json(
-            [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
+            [
+                {
+                    **r.model_dump(mode="json"),
+                    "copies": copies_by_id.get(r.id, []),
+                    "files": linked.get(r.id),
+                }
+                for r in records
+            ]
         )
         return
-    columns = "id database env status trigger format size started_(UTC) labels storage".split()
+    names = "id database env status trigger format size started_(UTC) labels storage files"
+    columns = names.split()
     render.table(
         None,
         [c.replace("_", " ") for c in columns],
@@ -234,6 +249,7 @@ def _render_backups(
                 " + ".join(
                     [r.storage] + [f"{c.storage} ({c.status})" for c in copies_by_id.get(r.id, [])]
                 ),
+                linked.get(r.id),
             )
             for r in records
         ),
@@ -247,9 +263,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show everything the catalog knows about one backup."""
-    record = open_catalog(settings_of(ctx)).find_backup(backup_id, database=database)
+    catalog = open_catalog(settings_of(ctx))
+    record = catalog.find_backup(backup_id, database=database)
     if as_json:
-        render.as_json(record)
+        linked = files_cli.linked_summary(catalog, [record.id]).get(record.id)
+        render.as_json({**record.model_dump(mode="json"), "files": linked})
         return
     fields = record.model_dump()
     counts = fields.pop("row_counts") or {}
@@ -259,6 +277,7 @@ def show(
         render.table("objects", ("type", "count"), objects.items())
     if counts:
         render.table("rows at backup time", ("table", "rows"), counts.items())
+    files_cli.show_linked(catalog, record.id)
 
 
 def verify_(

@@ -201,6 +201,21 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 for d in report.databases
             ),
         )
+        if report.file_sets:
+            render.table(
+                None,
+                ("file set", "status", "newest completed (UTC)", "objects", "why"),
+                (
+                    (
+                        f.file_set,
+                        f.status,
+                        render.when(f.last_success_at),
+                        f.last_objects,
+                        "; ".join(f.reasons),
+                    )
+                    for f in report.file_sets
+                ),
+            )
     if report.status != "ok":
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ import typer
 
 from pgvault import restores
 from pgvault.catalog.records import RestoreRecord
+from pgvault.cli import files as files_cli
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -99,6 +100,11 @@ DropLeftoverOpt = Annotated[
 ]
 
 
+WithFilesOpt = Annotated[
+    bool, typer.Option("--with-files", help="Restore the linked file snapshots first.")
+]
+
+
 def restore(
     ctx: typer.Context,
     backup_id: BackupIdOpt = None,
@@ -116,6 +122,7 @@ def restore(
     no_owner: NoOwnerOpt = False,
     leftovers: LeftoversOpt = False,
     drop_leftover: DropLeftoverOpt = None,
+    with_files: WithFilesOpt = False,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -143,9 +150,12 @@ def restore(
         no_owner=no_owner,
         decrypt=decryptor(settings, identity),
         created_by="cli",
+        with_files=with_files,
     )
     if dry_run:
         _show_preview(restores.plan(settings, catalog, request).preview, as_json)
+        if with_files and record is not None:
+            files_cli.show_linked_plans(settings, catalog, record.id, request.decrypt, as_json)
         return
     plan = restores.plan(settings, catalog, request, preview=False)
     policy.check_environment(settings, target)  # before asking anyone to type anything

@@ -42,6 +42,10 @@ NotifyEvent = Literal[
     "verify_failed",
     "freshness_lost",
     "retention_held",
+    "files_snapshot_failed",
+    "files_snapshot_succeeded",
+    "files_restore_finished",
+    "files_restore_failed",
 ]
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "backup_failed",
@@ -51,6 +55,9 @@ DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "verify_failed",
     "freshness_lost",
     "retention_held",
+    "files_snapshot_failed",
+    "files_restore_finished",
+    "files_restore_failed",
 )
 """Events sent unless a ``notifications.events`` list says otherwise (success is opt-in)."""
 
@@ -305,7 +312,9 @@ class NotificationSettings(BaseModel):
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="Events sent: backup_failed, backup_succeeded (opt-in), restore_started, "
-        "restore_finished, restore_failed, verify_failed, freshness_lost, retention_held.",
+        "restore_finished, restore_failed, verify_failed, freshness_lost, retention_held, "
+        "files_snapshot_failed, files_snapshot_succeeded (opt-in), files_restore_finished, "
+        "files_restore_failed.",
     )
     public_url: str | None = Field(
         default=None,

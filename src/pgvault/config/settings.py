@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pgvault.config.files import FileSetSettings, check_set_name
 from pgvault.config.operations import (
     DatabaseNotifySettings,
     FreshnessSettings,
@@ -157,6 +158,10 @@ class DatabaseSettings(BaseModel):
         "from this environment, is newer than this many minutes (the automatic pre-restore "
         "backup counts).",
     )
+    files: list[str] = Field(
+        default_factory=list,
+        description="File sets ([files.NAME]) snapshotted after each backup, linked to it.",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -261,6 +266,9 @@ class Settings(BaseSettings):
         default=None, description="File holding the signing secret (first line)."
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
+    files: dict[str, FileSetSettings] = Field(
+        default_factory=dict, description="File sets ([files.NAME]): uploaded files to snapshot."
+    )
 
     @field_validator("age_recipients", mode="before")
     @classmethod
@@ -268,6 +276,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("files")
+    @classmethod
+    def _file_set_names(cls, value: dict[str, FileSetSettings]) -> dict[str, FileSetSettings]:
+        for name in value:
+            check_set_name(name)
+        return value
+
+    @model_validator(mode="after")
+    def _linked_sets_exist(self) -> Settings:
+        for name, db in self.databases.items():
+            unknown = [f for f in db.files if f not in self.files]
+            if unknown:
+                raise ValueError(f"databases.{name}.files names unknown file set(s) {unknown}")
+        return self
 
     @model_validator(mode="after")
     def _retention_targets_exist(self) -> Settings:

@@ -32,6 +32,7 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
+from pgvault.operations import file_health as files_health
 from pgvault.operations import prune, schedules
 
 Status = Literal["ok", "warning", "critical"]
@@ -70,11 +71,13 @@ class DatabaseHealth:
 
 @dataclass
 class HealthReport:
-    """Every database's health; ``status`` is the worst of them (``ok`` when none)."""
+    """Every database's and file set's health; ``status`` is the worst of them (``ok``
+    when none)."""
 
     status: Status
     checked_at: datetime
     databases: list[DatabaseHealth] = field(default_factory=list)
+    file_sets: list[files_health.FileSetHealth] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,9 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
             judged.reasons.append(f"retention held: {hold}; nothing is deleted")
             judged.status = max(judged.status, "warning", key=LEVELS.__getitem__)
         report.databases.append(judged)
-    report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
+    report.file_sets = files_health.health(settings, catalog, at)
+    statuses = [d.status for d in report.databases] + [f.status for f in report.file_sets]
+    report.status = max(statuses, key=LEVELS.__getitem__, default="ok")
     return report
 
 
@@ -338,6 +343,7 @@ class CatalogCollector(Collector):
         yield self._backups_total()
         yield self._restores_total()
         yield self._deletions_total()
+        yield from files_health.metric_families(self.settings, self.catalog)
         up = self.scheduler_up if self.scheduler_up is not None else _scheduler_running
         yield GaugeMetricFamily(
             "pgvault_scheduler_up", "1 when a scheduler runs in this process.", value=int(up)

@@ -35,9 +35,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
 from pgvault.errors import ConfigError
 
@@ -45,6 +45,26 @@ SCHEDULE_LABEL = "schedule"
 """Label carrying the name of the schedule that made a backup."""
 
 Period = Callable[[datetime], tuple[int, ...]]
+
+
+class Retained(Protocol):
+    """What retention reads of a row: a database backup or a file snapshot."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def pinned(self) -> bool: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+
+R = TypeVar("R", bound=Retained)
 
 PERIODS: dict[str, Period] = {
     "daily": lambda t: (t.year, t.month, t.day),
@@ -133,11 +153,11 @@ def zone(name: str | None) -> tzinfo:
         ) from exc
 
 
-def _newest_first(rows: Iterable[BackupRecord]) -> list[BackupRecord]:
+def _newest_first(rows: Iterable[R]) -> list[R]:
     return sorted(rows, key=lambda r: (r.started_at, r.id), reverse=True)
 
 
-def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
+def _exemption(record: Retained, policy: RetentionSettings) -> str | None:
     if record.pinned and not policy.include_pinned:
         return "pinned"
     if record.trigger == "pre-restore" and not policy.include_pre_restore:
@@ -146,7 +166,7 @@ def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
 
 
 def gfs_keep(
-    completed: Sequence[BackupRecord], period: Period, count: int, tz: tzinfo
+    completed: Sequence[Retained], period: Period, count: int, tz: tzinfo
 ) -> dict[str, str]:
     """The newest backup of each of the ``count`` most recent periods that have one.
 
@@ -172,13 +192,13 @@ def gfs_keep(
     return kept
 
 
-def newest_completed(rows: Iterable[BackupRecord], count: int) -> list[BackupRecord]:
+def newest_completed(rows: Iterable[R], count: int) -> list[R]:
     """The ``count`` newest completed rows of ``rows``, newest first."""
     return _newest_first(r for r in rows if r.status == "completed")[:count]
 
 
 def decide(
-    history: Sequence[BackupRecord],
+    history: Sequence[Retained],
     policy: RetentionSettings,
     now: datetime,
     *,
@@ -228,7 +248,7 @@ def decide(
 
 
 def _judge(
-    record: BackupRecord,
+    record: Retained,
     why: list[str],
     exemption: str | None,
     policy: RetentionSettings,
@@ -255,11 +275,11 @@ def _judge(
 
 
 def scopes(
-    history: Sequence[BackupRecord], schedule_policies: Mapping[str, RetentionSettings]
-) -> dict[str | None, list[BackupRecord]]:
+    history: Sequence[R], schedule_policies: Mapping[str, RetentionSettings]
+) -> dict[str | None, list[R]]:
     """The rows of each scope: ``schedule=S`` rows with S in ``schedule_policies`` under
     ``S``, every other row under None (the database's policy)."""
-    found: dict[str | None, list[BackupRecord]] = {}
+    found: dict[str | None, list[R]] = {}
     for record in history:
         label = record.labels.get(SCHEDULE_LABEL)
         found.setdefault(label if label in schedule_policies else None, []).append(record)
@@ -267,7 +287,7 @@ def scopes(
 
 
 def protected(
-    history: Sequence[BackupRecord],
+    history: Sequence[Retained],
     policy: RetentionSettings | None,
     schedule_policies: Mapping[str, RetentionSettings] | None = None,
 ) -> dict[str, str]:
@@ -289,7 +309,7 @@ def protected(
 
 
 def decide_database(
-    history: Sequence[BackupRecord],
+    history: Sequence[Retained],
     policy: RetentionSettings | None,
     schedule_policies: Mapping[str, RetentionSettings] | None = None,
     now: datetime | None = None,
@@ -335,7 +355,7 @@ def decide_database(
 
 
 def hold_reason(
-    history: Sequence[BackupRecord], policies: Iterable[RetentionSettings], now: datetime
+    history: Sequence[Retained], policies: Iterable[RetentionSettings], now: datetime
 ) -> str | None:
     """Why retention must delete nothing for this database now, or None.
 

@@ -48,6 +48,7 @@ class RestoreRequest:
     no_privileges: bool = False
     decrypt: DecryptHook | None = None
     created_by: str | None = None
+    with_files: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from pgvault import backups, notify, runtime
+from pgvault import backups, files, notify, runtime
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import RestoreRecord
 from pgvault.config.settings import Settings
@@ -97,10 +97,13 @@ def run(
     )
     catalog.save_restore(result)
     notify.notify(settings, "restore_started", target.name, restore=result)
+    linked: list[files.LinkedRestore] = []  # file sets restored first, undone on failure
     try:
         with server.connect(target.conn.with_dbname("postgres")) as conn:
-            _carry_out(settings, catalog, plan, conn, result, progress, cancel)
+            _carry_out(settings, catalog, plan, conn, result, linked, progress, cancel)
     except BaseException as exc:
+        for done in linked:
+            result.warnings += done.undo()
         _failed(settings, catalog, plan, result, exc)
         if isinstance(exc, RestoreError | Refused) or not isinstance(exc, PgvaultError):
             raise
@@ -118,6 +121,7 @@ def _carry_out(
     plan: RestorePlan,
     conn: Conn,
     result: RestoreRecord,
+    linked: list[files.LinkedRestore],
     progress: StepReport | None,
     cancel: threading.Event | None,
 ) -> None:
@@ -131,6 +135,11 @@ def _carry_out(
             settings, catalog, backups.BackupRequest(target=target, trigger="pre-restore")
         )
         result.safety_backup_id = safety.id
+    if request.with_files:  # the files first, the database swap last
+        step("restoring the linked file snapshots")
+        linked.append(
+            files.restore_for_backup(settings, catalog, plan.record, decrypt=request.decrypt)
+        )
     if request.with_globals and plan.record is not None and plan.record.globals_key:
         result.warnings += apply_globals(
             settings, plan.record, target.conn, plan.tools, request.decrypt

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -17,6 +18,7 @@ from pgvault.errors import NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 
 PARTIAL_SUFFIX = ".partial"
+SYNC_THREADS = 8  # parallel fsyncs of sync()
 
 
 def _info(key: str, path: Path) -> ObjectInfo:
@@ -25,13 +27,27 @@ def _info(key: str, path: Path) -> ObjectInfo:
 
 
 class _LocalWriter(ObjectWriter):
-    def __init__(self, key: str, final: Path) -> None:
+    def __init__(
+        self,
+        key: str,
+        final: Path,
+        deferred: list[Path] | None = None,
+        made: set[Path] | None = None,
+    ) -> None:
         self._key = key
         self._final = final
+        self._deferred = deferred
         self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+            if made is None or final.parent not in made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+            except FileNotFoundError:  # the directory went away since it was made
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self._partial, "wb")  # noqa: SIM115
+            if made is not None:
+                made.add(final.parent)
         except OSError as exc:
             raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
 
@@ -46,10 +62,13 @@ class _LocalWriter(ObjectWriter):
         assert self._file is not None
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._deferred is None:
+                os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
             os.replace(self._partial, self._final)
+            if self._deferred is not None:
+                self._deferred.append(self._final)  # list.append is atomic
         except OSError as exc:
             self.abort()
             raise StorageError(f"cannot write {self._final}: {exc.strerror}") from exc
@@ -72,12 +91,41 @@ class LocalStorage(Storage):
         parsed = urlparse(url)
         raw = unquote(parsed.path) if parsed.scheme == "file" else url
         self.root = Path(raw).expanduser().absolute()
+        self._unsynced: list[Path] = []
+        self._made: set[Path] = set()  # directories batch writers know exist
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
 
     def open_write(self, key: str) -> ObjectWriter:
         return _LocalWriter(key, self._path(key))
+
+    def open_batch_write(self, key: str) -> ObjectWriter:
+        """Without the fsync at commit: :meth:`sync` fsyncs every such file (and its
+        directory) later, all at once, which lets the kernel batch the flushes."""
+        return _LocalWriter(key, self._path(key), self._unsynced, self._made)
+
+    def sync(self) -> None:
+        """fsync the files committed by batch writers, then their directories."""
+        paths, self._unsynced[:] = list(self._unsynced), []
+        directories = sorted({str(p.parent) for p in paths})
+
+        def flush(path: str) -> None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return  # removed since (e.g. swept): nothing to make durable
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        try:
+            with ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="pgvault-fsync") as pool:
+                list(pool.map(flush, [str(p) for p in paths]))
+                list(pool.map(flush, directories))
+        except OSError as exc:
+            raise StorageError(f"cannot flush writes under {self.root}: {exc.strerror}") from exc
 
     def open_read(self, key: str) -> IO[bytes]:
         path = self._path(key)
@@ -122,6 +170,25 @@ class LocalStorage(Storage):
     def discard_partial(self, key: str) -> None:
         final = self._path(key)
         final.with_name(final.name + PARTIAL_SUFFIX).unlink(missing_ok=True)
+
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Delete ``*.partial`` files under ``prefix`` last modified before ``before``."""
+        removed = 0
+        start = self.root / validate_key(prefix.strip("/")) if prefix.strip("/") else self.root
+        for dirpath, _dirs, files in os.walk(start):
+            for filename in files:
+                path = Path(dirpath) / filename
+                if not filename.endswith(PARTIAL_SUFFIX):
+                    continue
+                try:
+                    if datetime.fromtimestamp(path.stat().st_mtime, UTC) < before:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise StorageError(f"cannot delete {path}: {exc.strerror}") from exc
+        return removed
 
     def check_writable(self) -> None:
         try:

@@ -31,25 +31,21 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
-import os
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pgvault.config.settings import StorageTargetSettings
 from pgvault.errors import ConfigError, NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 from pgvault.storage.s3_errors import (
-    DENIED_CODES,
-    MISSING_BUCKET_CODES,
     MISSING_KEY_CODES,
     boto_errors,
+    check_writable,
     error_code,
-    missing_bucket,
 )
 from pgvault.storage.s3_streams import MultipartWriter, S3Reader
 
@@ -407,49 +403,65 @@ class S3Storage(Storage):
                 if error_code(exc) not in ("NoSuchUpload", "404"):
                     raise
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Abort the unfinished multipart uploads under ``prefix`` started before ``before``.
+
+        Raises:
+            StorageError: the uploads cannot be listed or aborted.
+        """
+        full = self.prefix + prefix
+        with self.errors(f"listing of unfinished uploads under {self.uri(full)}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            stale = [
+                (str(upload["Key"]), str(upload["UploadId"]))
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if _utc(upload["Initiated"]) < before
+            ]
+        for object_key, upload_id in stale:
+            self.abort_upload(object_key, upload_id)
+        return len(stale)
+
+    def get_object(self, object_key: str, **args: Any) -> tuple[IO[bytes], dict[str, Any]]:
+        """``GetObject`` of the S3 key ``object_key`` taken as is (no prefix, no key check:
+        file snapshots read an application's own keys): an unbuffered stream and the response
+        fields (``ContentLength``, ``ETag``, ``LastModified``, ``ContentType``, ``Metadata``,
+        ``VersionId``, ...). ``args`` are passed on (``VersionId``, ``IfMatch``).
+
+        Raises:
+            NotFound: no such key (or version).
+            StorageError: the request failed (``PreconditionFailed`` for a failed
+                ``IfMatch`` included); reads of the stream raise StorageError too.
+        """
+        from botocore.exceptions import ClientError
+
+        with self.errors(f"download of {self.uri(object_key)}"):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key, **args)
+            except ClientError as exc:
+                if error_code(exc) in MISSING_KEY_CODES | {"NoSuchVersion"}:
+                    raise NotFound(f"{self.uri(object_key)} does not exist (any more)") from exc
+                raise
+        # Unbuffered: callers read whole small objects or large chunks, and a buffer per
+        # object would cost its size in allocations for nothing.
+        raw = S3Reader(response.pop("Body"), self, self.uri(object_key))
+        return cast(IO[bytes], raw), response
+
+    def open_object_write(self, object_key: str, extra_args: dict[str, Any]) -> ObjectWriter:
+        """A streaming upload to the S3 key ``object_key`` taken as is (no prefix, no key
+        check), with ``extra_args`` added to ``PutObject``/``CreateMultipartUpload``
+        (``ContentType``, ``Metadata``, ``CacheControl``, ...): restoring an application's
+        own objects. Same all-or-nothing semantics as :meth:`open_write`."""
+        return MultipartWriter(self, object_key, object_key, extra_args)
+
     def check_writable(self) -> None:
-        """Prove the bucket exists and accepts writes and deletes under the prefix: a
-        ``HeadBucket``, then a small probe object put (with the target's encryption and
-        storage class) and deleted.
+        """Prove the bucket exists and accepts writes and deletes under the prefix (see
+        :func:`pgvault.storage.s3_errors.check_writable`).
 
         Raises:
             StorageError: one line, e.g. ``S3 bucket 'x' does not exist or is not accessible
                 with the configured credentials``.
         """
-        from botocore.exceptions import ClientError
-
-        with self.errors(f"access check of bucket {self.bucket!r}"):
-            try:
-                self.client.head_bucket(Bucket=self.bucket)
-            except ClientError as exc:
-                if error_code(exc) in MISSING_KEY_CODES | MISSING_BUCKET_CODES | DENIED_CODES:
-                    raise missing_bucket(self.bucket) from exc
-                raise
-        probe = self.object_key(f".pgvault-write-check-{os.getpid()}-{secrets.token_hex(4)}")
-        self._probe(
-            "write",
-            "s3:PutObject",
-            self.client.put_object,
-            Key=probe,
-            Body=b"ok",
-            **self.object_args,
-        )
-        self._probe("delete", "s3:DeleteObject", self.client.delete_object, Key=probe)
-
-    def _probe(self, verb: str, permission: str, call: Any, **kwargs: Any) -> None:
-        """Run one request of :meth:`check_writable`; a refusal names the missing permission."""
-        from botocore.exceptions import ClientError
-
-        where = self.uri(self.prefix)
-        with self.errors(f"test {verb} under {where}"):
-            try:
-                call(Bucket=self.bucket, **kwargs)
-            except ClientError as exc:
-                code = error_code(exc)
-                if code in DENIED_CODES:
-                    raise StorageError(
-                        f"S3 bucket {self.bucket!r} does not allow {verb}s under {where} with "
-                        f"the configured credentials ({code}): grant {permission} or choose "
-                        "another storage target"
-                    ) from exc
-                raise
+        check_writable(self)

@@ -1,12 +1,17 @@
-"""S3 errors as one line: every botocore/boto3 error becomes a :class:`StorageError` (or is
-recognised as a missing key or bucket) at this boundary; messages name the bucket and key,
-never a credential, a signature or an upload id."""
+"""S3 errors as one line, and the access check of a bucket.
+
+Every botocore/boto3 error becomes a :class:`StorageError` (or is recognised as a missing
+key or bucket) at this boundary; messages name the bucket and key, never a credential, a
+signature or an upload id."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from pgvault.errors import StorageError
 
@@ -86,3 +91,45 @@ def boto_errors(action: str, bucket: str) -> Iterator[None]:
         raise translate(exc, action, bucket) from exc
     except OSError as exc:
         raise StorageError(f"S3 {action} failed: {one_line(str(exc))}") from exc
+
+
+def check_writable(store: Any) -> None:
+    """Prove ``store``'s (an :class:`~pgvault.storage.s3.S3Storage`) bucket exists and
+    accepts writes and deletes under its prefix: a ``HeadBucket``, then a small probe object
+    put (with the target's encryption and storage class) and deleted.
+
+    Raises:
+        StorageError: one line naming the bucket, or the permission that is missing.
+    """
+    from botocore.exceptions import ClientError
+
+    with store.errors(f"access check of bucket {store.bucket!r}"):
+        try:
+            store.client.head_bucket(Bucket=store.bucket)
+        except ClientError as exc:
+            if error_code(exc) in MISSING_KEY_CODES | MISSING_BUCKET_CODES | DENIED_CODES:
+                raise missing_bucket(store.bucket) from exc
+            raise
+    probe = store.object_key(f".pgvault-write-check-{os.getpid()}-{secrets.token_hex(4)}")
+    args = store.object_args
+    _probe(store, "write", "s3:PutObject", store.client.put_object, Key=probe, Body=b"ok", **args)
+    _probe(store, "delete", "s3:DeleteObject", store.client.delete_object, Key=probe)
+
+
+def _probe(store: Any, verb: str, permission: str, call: Any, **kwargs: Any) -> None:
+    """Run one request of :func:`check_writable`; a refusal names the missing permission."""
+    from botocore.exceptions import ClientError
+
+    where = store.uri(store.prefix)
+    with store.errors(f"test {verb} under {where}"):
+        try:
+            call(Bucket=store.bucket, **kwargs)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in DENIED_CODES:
+                raise StorageError(
+                    f"S3 bucket {store.bucket!r} does not allow {verb}s under {where} with "
+                    f"the configured credentials ({code}): grant {permission} or choose "
+                    "another storage target"
+                ) from exc
+            raise

@@ -73,6 +73,13 @@ class S3Reader(io.RawIOBase):
             data: bytes = self._body.read()
         return data
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all when negative or None), straight from the response: one
+        allocation, no intermediate buffer."""
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read(None if size is None or size < 0 else size)
+        return data
+
     def close(self) -> None:
         if not self.closed:
             try:
@@ -84,8 +91,15 @@ class S3Reader(io.RawIOBase):
 class MultipartWriter(ObjectWriter):
     """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
 
-    def __init__(self, store: S3Object, key: str, object_key: str) -> None:
+    def __init__(
+        self,
+        store: S3Object,
+        key: str,
+        object_key: str,
+        extra_args: dict[str, Any] | None = None,
+    ) -> None:
         self._store = store
+        self._extra = dict(extra_args or {})
         self._key = key
         self._object_key = object_key
         self._uri = store.uri(object_key)
@@ -133,6 +147,7 @@ class MultipartWriter(ObjectWriter):
                         Key=self._object_key,
                         Body=self._buffer,
                         **self._store.new_object_args(),
+                        **self._extra,
                     )
                 self._uploaded = len(self._buffer)
             else:
@@ -187,6 +202,7 @@ class MultipartWriter(ObjectWriter):
                         Bucket=store.bucket,
                         Key=self._object_key,
                         **store.new_object_args(),
+                        **self._extra,
                         **checksum_args,
                     )
                 self._upload_id = str(created["UploadId"])

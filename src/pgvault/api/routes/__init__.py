@@ -9,6 +9,7 @@ from pgvault.api.routes.audit import router as audit_router
 from pgvault.api.routes.auth import router as auth_router
 from pgvault.api.routes.backups import router as backups_router
 from pgvault.api.routes.databases import router as databases_router
+from pgvault.api.routes.files import router as files_router
 from pgvault.api.routes.health import router as health_router
 from pgvault.api.routes.jobs import router as jobs_router
 from pgvault.api.routes.operations import router as operations_router
@@ -29,4 +30,5 @@ ROUTERS: list[APIRouter] = [
     stats_router,
     audit_router,
     operations_router,
+    files_router,
 ]
