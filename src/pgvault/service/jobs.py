@@ -285,11 +285,16 @@ class JobRunner:
 def start_backup(
     runner: JobRunner, request: backups.BackupRequest, *, params: dict[str, Any]
 ) -> JobRecord:
-    """A backup job (``backups.create``); its result holds ``backup`` (the record).
+    """A backup job (``backups.create``); its result holds ``backup`` (the record). Its
+    params get ``expected_bytes``, the size of the database's newest completed backup of the
+    same tables, when there is one: the total a progress bar and its ETA measure against.
 
     Raises:
         Busy: a backup or restore of the database is running.
     """
+    expected = expected_size(runner.catalog, request)
+    if expected:
+        params = {**params, "expected_bytes": expected}
 
     def work(context: JobContext) -> dict[str, Any]:
         record = backups.create(
@@ -310,6 +315,15 @@ def start_backup(
         params=params,
         created_by=request.created_by,
     )
+
+
+def expected_size(catalog: Catalog, request: backups.BackupRequest) -> int | None:
+    """Bytes a backup of ``request`` will likely store: the size of the newest completed
+    backup of the same database and tables (None without one)."""
+    for record in catalog.list_backups(database=request.target.name, status="completed", limit=20):
+        if record.tables == list(request.tables) and record.size_bytes:
+            return record.size_bytes
+    return None
 
 
 def start_backup_once(
