@@ -29,7 +29,7 @@ def mount(app: FastAPI, parts: WebParts) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
     app.mount(
         "/docs/assets",
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)),
         name="docs-assets",
     )
     for router in ROUTERS:

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
-from pgvault.errors import AuthError, PermissionDenied
+from pgvault.errors import AuthError, ConfigError, PermissionDenied
 from pgvault.service.jobs import JobRunner
 from pgvault.service.tokens import Principal, Tokens
 from pgvault.service.users import role_allows
@@ -106,6 +106,19 @@ def require(role: str) -> Any:
         return principal
 
     return Depends(check)
+
+
+def choice(value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
+    """A filter's value: None when empty (the form's "all"), else one of ``allowed``.
+
+    Raises:
+        ConfigError: any other value (the message lists the allowed ones).
+    """
+    if not value:
+        return None
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}: choose one of {', '.join(allowed)}")
+    return value
 
 
 def csrf_token(request: Request) -> str:

@@ -83,9 +83,7 @@ def page(request: Request, template: str, *, status: int = 200, **values: Any) -
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
     """The page of an error that has no better place (a form's page shows its own)."""
-    return page(
-        request, "error.html", status=status, title=title, error=message, error_title=title
-    )
+    return page(request, "error.html", status=status, title=title, error=message, error_title=title)
 
 
 def _sign_in_redirect(request: Request) -> Response:

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from pgvault.catalog import accounts
+from pgvault.errors import ConfigError
 from pgvault.service import audit, tokens, users
-from pgvault.web.deps import Parts, Viewer, acting, require
+from pgvault.web.deps import Parts, Viewer, acting, choice, require
 from pgvault.web.render import PageRoute, page, redirect
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -26,9 +27,18 @@ NOTICES = {
 }
 
 
-def _day(value: date | None, end: bool = False) -> datetime | None:
-    if value is None:
+def _day(text: str | None, end: bool = False) -> datetime | None:
+    """The start (or with ``end`` the end) of the UTC day ``YYYY-MM-DD``; None if empty.
+
+    Raises:
+        ConfigError: not a date.
+    """
+    if not text:
         return None
+    try:
+        value = date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is not a day: write YYYY-MM-DD") from exc
     start = datetime.combine(value, time(), tzinfo=UTC)
     return start + timedelta(days=1) if end else start
 
@@ -39,12 +49,13 @@ def audit_log(
     parts: Parts,
     actor: Annotated[str | None, Query(max_length=255)] = None,
     action: Annotated[str | None, Query(max_length=255)] = None,
-    result: Literal["ok", "denied", "failed"] | None = None,
-    since: date | None = None,
-    until: date | None = None,
+    result: Annotated[str | None, Query(max_length=16)] = None,
+    since: Annotated[str | None, Query(max_length=10)] = None,
+    until: Annotated[str | None, Query(max_length=10)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
     """Audit events newest first (days are UTC; ``until`` includes its day)."""
+    result = choice(result, ("ok", "denied", "failed"), "result")
     events = audit.search(
         parts.catalog,
         actor=actor or None,
@@ -61,8 +72,8 @@ def audit_log(
             "actor": actor,
             "action": action,
             "result": result,
-            "since": since and since.isoformat(),
-            "until": until and until.isoformat(),
+            "since": since,
+            "until": until,
         }.items()
         if v
     }

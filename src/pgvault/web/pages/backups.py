@@ -4,7 +4,7 @@ with its actions: verify, verify fully, download by a signed link, pin, delete."
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, TypedDict
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -14,7 +14,7 @@ from pgvault import backups, databases
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import ConfigError
 from pgvault.service import jobs
-from pgvault.web.deps import Parts, Viewer, acting
+from pgvault.web.deps import Parts, Viewer, acting, choice
 from pgvault.web.render import PageRoute, page, redirect
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -27,8 +27,15 @@ NOTICES = {
     "deleted": "Deleted: the stored files are gone; the row stays for history.",
 }
 
-Status = Literal["running", "completed", "failed", "interrupted", "deleted"]
-TriggerQ = Literal["manual", "scheduled", "pre-restore", "upload"]
+
+class Filters(TypedDict):
+    """The filters of the list, as :meth:`pgvault.catalog.Catalog.search_backups` takes them."""
+
+    database: str | None
+    status: str | None
+    trigger: str | None
+    environment: str | None
+    label: tuple[str, str] | None
 
 
 def _label(text: str | None) -> tuple[str, str] | None:
@@ -51,26 +58,29 @@ def backup_list(
     viewer: Viewer,
     parts: Parts,
     database: Annotated[str | None, Query(max_length=255)] = None,
-    status: Status | None = None,
-    trigger: TriggerQ | None = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    trigger: Annotated[str | None, Query(max_length=32)] = None,
     environment: Annotated[str | None, Query(max_length=64)] = None,
     label: Annotated[str | None, Query(max_length=255)] = None,
-    order: Literal["newest", "oldest"] = "newest",
+    order: Annotated[str | None, Query(max_length=16)] = None,
     page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
 ) -> Response:
     """One page of backups (50), newest first unless ``order=oldest``."""
-    filters = {
-        "database": database or None,
-        "status": status,
-        "trigger": trigger,
-        "environment": environment or None,
-        "label": _label(label),
-    }
-    total = parts.catalog.count_backups(**filters)  # type: ignore[arg-type]
+    status = choice(status, STATUSES, "status")
+    trigger = choice(trigger, TRIGGERS, "trigger")
+    order = choice(order, ("newest", "oldest"), "order") or "newest"
+    filters = Filters(
+        database=database or None,
+        status=status,
+        trigger=trigger,
+        environment=environment or None,
+        label=_label(label),
+    )
+    total = parts.catalog.count_backups(**filters)
     last = max(1, math.ceil(total / PER_PAGE))
     current = min(page_number, last)
     found = parts.catalog.search_backups(
-        **filters,  # type: ignore[arg-type]
+        **filters,
         oldest_first=order == "oldest",
         limit=PER_PAGE,
         offset=(current - 1) * PER_PAGE,

@@ -1,4 +1,4 @@
-"""``/docs``: the API's Swagger UI, served from the ``swagger-ui-bundle`` package's files
+"""``/docs``: the API's Swagger UI, served from the ``swagger-ui-bundle-v2`` package's files
 (``/docs/assets``) and started by our own script, so it works with no internet and under a
 Content-Security-Policy without inline scripts (Swagger UI sets inline styles, so this page
 alone allows them)."""

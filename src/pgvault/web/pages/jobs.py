@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,12 +16,13 @@ from pgvault import databases, restores
 from pgvault.catalog.jobs import JobRecord, JobStatus
 from pgvault.errors import PermissionDenied, PgvaultError
 from pgvault.service.jobs import ENDED
-from pgvault.web.deps import Parts, Viewer, acting, allowed
+from pgvault.web.deps import Parts, Viewer, acting, allowed, choice
 from pgvault.web.render import PageRoute, page, redirect
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 EVENT_EVERY = 0.5  # seconds between looks at a job for its event stream
 RESTORE_KINDS = ("restore", "upload-restore")
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 NOTICES = {
     "cancel": "Cancel asked: the job stops at its next safe point (a restore changes nothing).",
     "dropped": "The kept database was dropped.",
@@ -47,10 +48,11 @@ def job_list(
     request: Request,
     viewer: Viewer,
     parts: Parts,
-    status: JobStatus | None = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """Running jobs first, then the 50 most recent."""
+    status = choice(status, JOB_STATUSES, "job status")
     running = parts.runner.list(status="running", limit=50) if status is None else []
     recent = parts.runner.list(status=status, limit=50, offset=offset)
     return page(
