@@ -175,27 +175,34 @@ def seed_backups(
     sizes growing by a byte each) in one transaction; their ids. The rows name objects that
     do not exist: they are for listing, paging and retention decisions, not for restores."""
     first = start or datetime(2020, 1, 1, tzinfo=UTC)
+    template = BackupRecord(
+        id="seed",
+        database=database,
+        dbname=database,
+        server="127.0.0.1:5432",
+        status="completed",
+        storage="local",
+        storage_key="seed",
+        sha256="0" * 64,
+        started_at=first,
+        duration_seconds=42.0,
+        labels={"seeded": "yes"},
+    ).model_dump()
     rows = []
     for i in range(count):
         when = first + timedelta(hours=i)
-        record = BackupRecord(
-            id=f"seed{i:06d}{secrets.token_hex(2)}",
-            database=database,
-            dbname=database,
-            server="127.0.0.1:5432",
-            status="completed",
-            trigger="scheduled" if i % 2 else "manual",
-            storage="local",
-            storage_key=f"{database}/seed/{i}.dump",
-            size_bytes=10_000_000 + i,
-            sha256="0" * 64,
-            started_at=when,
-            finished_at=when + timedelta(seconds=42),
-            duration_seconds=42.0,
-            labels={"seeded": "yes"},
-            row_counts={"public.items": 1000 + i},
+        rows.append(
+            {
+                **template,
+                "id": f"seed{i:06d}{secrets.token_hex(2)}",
+                "trigger": "scheduled" if i % 2 else "manual",
+                "storage_key": f"{database}/seed/{i}.dump",
+                "size_bytes": 10_000_000 + i,
+                "started_at": when,
+                "finished_at": when + timedelta(seconds=42),
+                "row_counts": {"public.items": 1000 + i},
+            }
         )
-        rows.append(record.model_dump())
     with catalog.engine.begin() as conn:
         conn.execute(sa.insert(backup_rows), rows)
     return [str(r["id"]) for r in rows]

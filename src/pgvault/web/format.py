@@ -141,12 +141,16 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 28
     if not series:
         return Sparkline("", (), width, height, 0.0, 0.0)
     low, high = min(series), max(series)
-    span = high - low or 1.0
+    span = high - low
     step = (width - 2 * pad) / max(len(series) - 1, 1)
-    coords = [
-        (round(pad + i * step, 1), round(height - pad - (v - low) / span * (height - 2 * pad), 1))
-        for i, v in enumerate(series)
-    ]
+
+    def y(value: float) -> float:  # a flat series is drawn across the middle
+        share = (value - low) / span if span else 0.5
+        return round(height - pad - share * (height - 2 * pad), 1)
+
+    coords = [(round(pad + i * step, 1), y(v)) for i, v in enumerate(series)]
+    if len(coords) == 1:  # one backup: a short level line, so it shows
+        coords.append((round(width - pad, 1), coords[0][1]))
     drops = tuple(
         coords[i]
         for i in range(1, len(series))

@@ -18,7 +18,7 @@ from pgvault.web.deps import Parts, Viewer, acting, require
 from pgvault.web.render import PageRoute, page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-SHOWN_ITEMS = 500  # rows of a retention preview shown per decision (the counts are all)
+SHOWN_ITEMS = 200  # rows of a retention preview shown per decision (the counts are all)
 
 
 @dataclass
