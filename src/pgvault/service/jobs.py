@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
@@ -277,6 +277,25 @@ class JobRunner:
                 ended = live.job.finished_at
                 if live.done.is_set() and ended is not None and ended < cutoff:
                     del self._live[job_id]
+
+
+async def watch(runner: JobRunner, first: JobRecord, every: float) -> AsyncIterator[JobRecord]:
+    """Yield ``first``, then the job each time it changed, up to and with its ended state;
+    it is looked at every ``every`` seconds in a worker thread (the server-sent events of the
+    API and the dashboard). Raises what :meth:`JobRunner.get` raises."""
+    import anyio
+    import anyio.to_thread
+
+    job, last = first, ""
+    while True:
+        text = job.model_dump_json()
+        if text != last:
+            yield job
+            last = text
+            if job.status in ENDED:
+                return
+        await anyio.sleep(every)
+        job = await anyio.to_thread.run_sync(runner.get, first.id)
 
 
 # --- the jobs the service runs ---------------------------------------------------------

@@ -4,7 +4,6 @@ restore's result with the kept ``*_pre_restore_*`` database and a button to drop
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, get_args
 
@@ -15,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pgvault import databases, restores
 from pgvault.catalog.jobs import JobRecord, JobStatus
 from pgvault.errors import PermissionDenied, PgvaultError
+from pgvault.service import jobs
 from pgvault.service.jobs import ENDED
 from pgvault.web.deps import Parts, Viewer, acting, allowed, choice
 from pgvault.web.render import PageRoute, page, redirect
@@ -118,17 +118,9 @@ async def job_events(job_id: str, viewer: Viewer, parts: Parts) -> StreamingResp
     first = await run_in_threadpool(parts.runner.get, job_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[str]:
-        job, last = first, ""
-        while True:
-            text = job.model_dump_json()
-            if text != last:
-                kind = "end" if job.status in ENDED else "progress"
-                yield f"event: {kind}\ndata: {text}\n\n"
-                last = text
-                if kind == "end":
-                    return
-            await asyncio.sleep(EVENT_EVERY)
-            job = await run_in_threadpool(parts.runner.get, job_id)
+        async for job in jobs.watch(parts.runner, first, EVENT_EVERY):
+            kind = "end" if job.status in ENDED else "progress"
+            yield f"event: {kind}\ndata: {job.model_dump_json()}\n\n"
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
