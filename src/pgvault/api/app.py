@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from pgvault import backups
+from pgvault import backups, web
 from pgvault.api import errors
 from pgvault.api.deps import Service
 from pgvault.api.middleware import AuditMiddleware
@@ -66,6 +66,8 @@ def create_app(
         version="1",
         summary="PostgreSQL backups you can restore: backups, restores, jobs, audit.",
         openapi_url="/openapi.json",
+        docs_url=None,  # served offline by the web dashboard (pgvault.web)
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.service = service
@@ -73,5 +75,6 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     app.include_router(metrics_router)  # /metrics at the root, where Prometheus looks
+    web.mount(app, web.WebParts(settings, catalog, runner, service.tokens))  # / and /docs
     app.add_middleware(AuditMiddleware, catalog=catalog)
     return app

@@ -110,28 +110,42 @@ class BackupRows(CatalogBase):
         trigger: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        label: tuple[str, str] | None = None,
+        oldest_first: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[BackupRecord]:
-        """Backups newest first; ``deleted`` ones only when asked by ``status``;
-        ``since``/``until`` bound ``started_at`` (UTC, until exclusive)."""
+        """Backups newest first (``oldest_first``: the other way); ``deleted`` ones only
+        when asked by ``status``; ``since``/``until`` bound ``started_at`` (UTC, until
+        exclusive); ``label`` is ``(key, value)``, a label the backup carries."""
         c = backups.c
-        since, until = utc(since), utc(until)
-        query = sa.select(backups).order_by(c.started_at.desc(), c.id.desc())
-        for column, value in (
-            (c.database, database),
-            (c.environment, environment),
-            (c.trigger, trigger),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        query = query.where(c.status == status) if status else query.where(c.status != "deleted")
-        if since is not None:
-            query = query.where(c.started_at >= since)
-        if until is not None:
-            query = query.where(c.started_at < until)
-        query = query.limit(limit).offset(offset)
+        where = _filters(database, environment, status, trigger, since, until, label)
+        order = (
+            (c.started_at.asc(), c.id.asc())
+            if oldest_first
+            else (
+                c.started_at.desc(),
+                c.id.desc(),
+            )
+        )
+        query = sa.select(backups).where(*where).order_by(*order).limit(limit).offset(offset)
         return [BackupRecord.model_validate(r) for r in select_rows(self, query)]
+
+    def count_backups(
+        self,
+        *,
+        database: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        label: tuple[str, str] | None = None,
+    ) -> int:
+        """How many backups :meth:`search_backups` finds with the same filters (all pages)."""
+        where = _filters(database, environment, status, trigger, since, until, label)
+        query = sa.select(sa.func.count().label("n")).select_from(backups).where(*where)
+        return int(select_rows(self, query)[0]["n"])
 
     # --- copies --------------------------------------------------------------------------
 
@@ -150,3 +164,32 @@ class BackupRows(CatalogBase):
             copy = BackupCopy.model_validate(row)
             found.setdefault(copy.backup_id, []).append(copy)
         return found
+
+
+def _filters(
+    database: str | None,
+    environment: str | None,
+    status: str | None,
+    trigger: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    label: tuple[str, str] | None,
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clauses shared by :meth:`BackupRows.search_backups` and its count."""
+    c = backups.c
+    since, until = utc(since), utc(until)
+    where: list[sa.ColumnElement[bool]] = [c.status == status if status else c.status != "deleted"]
+    for column, value in (
+        (c.database, database),
+        (c.environment, environment),
+        (c.trigger, trigger),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if since is not None:
+        where.append(c.started_at >= since)
+    if until is not None:
+        where.append(c.started_at < until)
+    if label is not None:
+        where.append(c.labels[label[0]].as_string() == label[1])
+    return where

@@ -1,5 +1,5 @@
 """Aggregates over the catalog for reports and monitoring: totals per database, counts by
-status, the names of every database that has backups."""
+status, the names of every database that has backups, what each storage target holds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pgvault.catalog.engine import CatalogBase, select_rows
-from pgvault.catalog.tables import backups, restores
+from pgvault.catalog.tables import backup_copies, backups, restores
 
 
 class StatsRows(CatalogBase):
@@ -51,3 +51,23 @@ class StatsRows(CatalogBase):
         c = restores.c
         query = sa.select(c.status, sa.func.count().label("n")).group_by(c.status)
         return [(str(r["status"]), int(r["n"])) for r in select_rows(self, query)]
+
+    def storage_usage(self) -> dict[str, tuple[int, int]]:
+        """Per storage target (name or URL, as the rows record it): ``(count, bytes)`` of
+        the completed backups and completed copies it holds."""
+        found: dict[str, tuple[int, int]] = {}
+        for table in (backups, backup_copies):
+            c = table.c
+            query = (
+                sa.select(
+                    c.storage,
+                    sa.func.count().label("n"),
+                    sa.func.coalesce(sa.func.sum(c.size_bytes), 0).label("size"),
+                )
+                .where(c.status == "completed")
+                .group_by(c.storage)
+            )
+            for row in select_rows(self, query):
+                count, size = found.get(str(row["storage"]), (0, 0))
+                found[str(row["storage"])] = (count + int(row["n"]), size + int(row["size"]))
+        return found

@@ -91,6 +91,7 @@ backups = Table(
     Column("manifest_version", Integer, nullable=False, default=1),
     Index("ix_backups_database_started", "database", "started_at"),
     Index("ix_backups_status", "status"),
+    Index("ix_backups_started_id", "started_at", "id"),
 )
 
 restores = Table(

@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
@@ -279,17 +279,41 @@ class JobRunner:
                     del self._live[job_id]
 
 
+async def watch(runner: JobRunner, first: JobRecord, every: float) -> AsyncIterator[JobRecord]:
+    """Yield ``first``, then the job each time it changed, up to and with its ended state;
+    it is looked at every ``every`` seconds in a worker thread (the server-sent events of the
+    API and the dashboard). Raises what :meth:`JobRunner.get` raises."""
+    import anyio
+    import anyio.to_thread
+
+    job, last = first, ""
+    while True:
+        text = job.model_dump_json()
+        if text != last:
+            yield job
+            last = text
+            if job.status in ENDED:
+                return
+        await anyio.sleep(every)
+        job = await anyio.to_thread.run_sync(runner.get, first.id)
+
+
 # --- the jobs the service runs ---------------------------------------------------------
 
 
 def start_backup(
     runner: JobRunner, request: backups.BackupRequest, *, params: dict[str, Any]
 ) -> JobRecord:
-    """A backup job (``backups.create``); its result holds ``backup`` (the record).
+    """A backup job (``backups.create``); its result holds ``backup`` (the record). Its
+    params get ``expected_bytes``, the size of the database's newest completed backup of the
+    same tables, when there is one: the total a progress bar and its ETA measure against.
 
     Raises:
         Busy: a backup or restore of the database is running.
     """
+    expected = expected_size(runner.catalog, request)
+    if expected:
+        params = {**params, "expected_bytes": expected}
 
     def work(context: JobContext) -> dict[str, Any]:
         record = backups.create(
@@ -310,6 +334,15 @@ def start_backup(
         params=params,
         created_by=request.created_by,
     )
+
+
+def expected_size(catalog: Catalog, request: backups.BackupRequest) -> int | None:
+    """Bytes a backup of ``request`` will likely store: the size of the newest completed
+    backup of the same database and tables (None without one)."""
+    for record in catalog.list_backups(database=request.target.name, status="completed", limit=20):
+        if record.tables == list(request.tables) and record.size_bytes:
+            return record.size_bytes
+    return None
 
 
 def start_backup_once(

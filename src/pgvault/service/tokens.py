@@ -11,6 +11,8 @@ signed download links.
 * API token: ``pgv_<random>`` (256 bits) for scripts and CI, shown once, sha256 stored.
 * Download link: a JWT with ``typ=download`` and the backup id, valid a few minutes, so a
   browser can fetch a backup without a bearer token in its URL.
+* Browser session: a JWT with ``typ=session`` in the dashboard's cookie; its forms carry an
+  HMAC of the session (:meth:`Tokens.sign`) against cross-site requests.
 
 The signing secret comes from ``PGVAULT_SECRET_KEY`` or ``secret_key_file``; without one
 the service refuses to start, unless ``--dev`` asks for a throwaway secret.
@@ -209,7 +211,9 @@ class Tokens:
         """
         if bearer.startswith(API_PREFIX):
             return self._api_principal(bearer)
-        claims = self._decode(bearer, "access")
+        return self._user_principal(self._decode(bearer, "access"))
+
+    def _user_principal(self, claims: dict[str, Any]) -> Principal:
         user = rows.find_user(self._catalog, user_id=str(claims["sub"]))
         if user is None or user.disabled:
             raise AuthError("the user of this token is gone or disabled")
@@ -229,6 +233,34 @@ class Tokens:
         if found.last_used_at is None or now - found.last_used_at > LAST_USED_EVERY:
             rows.update_api_token(self._catalog, found.id, last_used_at=now)
         return Principal("token", found.id, found.name, found.role)
+
+    # --- browser sessions (the web dashboard) -----------------------------------------------
+
+    def sign_session(self, user: UserRecord, lifetime: timedelta) -> str:
+        """A session token for a browser's cookie: a JWT with ``typ=session``, the user's
+        id and ``token_version``, valid ``lifetime``. It is no bearer credential for the API
+        (which takes ``typ=access`` only); it ends with the user's other sessions
+        (:meth:`logout`, a new password, disabling)."""
+        claims = {"sub": user.id, "ver": user.token_version, "typ": "session"}
+        return self._encode(claims, lifetime)
+
+    def session_principal(self, token: str) -> Principal:
+        """The user of a session token (:meth:`sign_session`).
+
+        Raises:
+            AuthError: expired, tampered, ended, or the user is gone or disabled.
+        """
+        return self._user_principal(self._decode(token, "session"))
+
+    def sign(self, purpose: str, value: str) -> str:
+        """HMAC-SHA256 (hex) of ``value`` for ``purpose`` with the signing secret, e.g. a
+        form's CSRF token bound to its session (OWASP's "signed double-submit cookie")."""
+        message = f"{purpose}\x00{value}".encode()
+        return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
+
+    def signed(self, purpose: str, value: str, signature: str) -> bool:
+        """Whether ``signature`` is :meth:`sign` of ``value`` for ``purpose`` (constant time)."""
+        return hmac.compare_digest(self.sign(purpose, value), signature)
 
     # --- download links -----------------------------------------------------------------
 
