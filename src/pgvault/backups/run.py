@@ -89,6 +89,8 @@ def run(
         store.check_writable()
         record = new_record(plan, store.name)
         log.info("backup %s of %s started -> %s", plan.backup_id, target.conn.display(), plan.key)
+        for note in plan.notes:
+            log.info("%s", note)
         try:
             with recording(catalog, store, record):
                 _dump(settings, plan, store, record, progress, cancel)

@@ -1,8 +1,10 @@
 """Loading a dump into one database: pg_restore or psql, error triage, version fallback.
 
 Used by restores (into a scratch or live database) and by full verification. A dump from a
-newer pg_dump can carry ``SET`` lines an older server rejects; when an attempt fails only
-with ``unrecognized configuration parameter`` errors, the database is reset and the dump is
+newer pg_dump can carry constructs an older server rejects (``SET transaction_timeout``,
+``CREATE SUBSCRIPTION ... run_as_owner``: see :mod:`pgvault.dumps.sqlscript`). When the
+dump's pg_dump is newer than the target server, or an attempt fails with one of
+:data:`~pgvault.dumps.sqlscript.VERSION_ERRORS`, the database is reset and the dump is
 replayed as ``pg_restore -f -`` | :class:`SetFilter` | ``psql --single-transaction``.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from pgvault.dumps.layers import DecryptHook, OpenedDump, copy_stream, open_layers
-from pgvault.dumps.sqlscript import UNKNOWN_PARAMETER, SetFilter
+from pgvault.dumps.sqlscript import SetFilter, version_error
 from pgvault.dumps.toc import toc_from_path, toc_from_stream
 from pgvault.errors import ArchiveError, RestoreError
 from pgvault.postgres.commands import pg_restore_command, psql_command
@@ -73,13 +75,16 @@ class Source:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags."""
+    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags; the target
+    server's major version and that of the pg_dump that wrote the dump (None: unknown)."""
 
     jobs: int = 1
     clean: bool = False
     no_owner: bool = False
     no_privileges: bool = False
     single_transaction: bool = False
+    server_major: int | None = None
+    dump_major: int | None = None
 
 
 @dataclass
@@ -128,10 +133,18 @@ def load(
         # pg_restore --clean alone cannot replace partitioned tables (it drops a partition's
         # inherited key before its parent's); the SQL path drops the archive's tables first.
         return _fallback(source, target, tools, options, workdir, known_settings())
+    server_major, dump_major = options.server_major, options.dump_major
+    if server_major is not None and dump_major is not None and dump_major > server_major:
+        log.info(
+            "dump written by pg_dump %s, server is %s: loading through the version fallback",
+            dump_major,
+            server_major,
+        )
+        return _fallback(source, target, tools, options, workdir, known_settings())
     try:
         return _attempt(source, target, tools, options, workdir)
     except _NeedsFallback as exc:
-        log.warning("%s; retrying through psql without the unknown SET lines", exc)
+        log.warning("%s; retrying through the version fallback (psql, filtered SQL)", exc)
     reset()
     return _fallback(source, target, tools, options, workdir, known_settings())
 
@@ -242,8 +255,9 @@ class _PlainEnds:
             )
 
 
-def _finish(child: Child) -> LoadResult:
-    """Triage the child's errors: allowed ones become warnings, others fail the load."""
+def _finish(child: Child, *, fallback_ok: bool = True) -> LoadResult:
+    """Triage the child's errors: allowed ones become warnings, others fail the load; a
+    version error (with ``fallback_ok``) asks for the version fallback."""
     result = LoadResult()
     fatal = []
     for line in child.error_lines:
@@ -253,8 +267,9 @@ def _finish(child: Child) -> LoadResult:
             result.warnings.append(line)
         elif "errors ignored on restore" not in line:
             fatal.append(line)
-    if fatal and all(UNKNOWN_PARAMETER.search(line) for line in fatal):
-        raise _NeedsFallback(fatal[0])
+    versioned = [line for line in fatal if version_error(line)]
+    if versioned and fallback_ok:
+        raise _NeedsFallback(_tidy(versioned[0]))
     if fatal:
         raise RestoreError(f"{child.name} failed: {_tidy(fatal[0])}")
     if child.proc.returncode != 0 and not result.warnings:
@@ -286,7 +301,7 @@ def _fallback(
         opened.stream as stream,
         Child(psql_argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as psql,
     ):
-        sql_filter = SetFilter(psql.stdin, known)
+        sql_filter = SetFilter(psql.stdin, known, options.server_major)
         try:
             if opened.kind == "plain":
                 plain = _PlainEnds(stream)
@@ -299,9 +314,12 @@ def _fallback(
         except BrokenPipeError:
             pass
         psql.wait()
-    result = _finish(psql)
+    result = _finish(psql, fallback_ok=False)
     result.used_fallback = True
     result.dropped_settings = sorted(set(sql_filter.dropped))
+    result.warnings += sql_filter.notes
+    for change in sql_filter.changes:
+        log.info("version fallback: %s", change)
     return result
 
 

@@ -141,6 +141,8 @@ def _carry_out(
         no_owner=request.no_owner or request.mode == "clean",
         no_privileges=request.no_privileges or request.mode == "clean",
         single_transaction=request.mode == "clean",
+        server_major=plan.server_major,
+        dump_major=plan.dump_major,
     )
     known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
     steps = Steps(conn, target, plan.source, plan.record, plan.tools, options, known, step, cancel)
