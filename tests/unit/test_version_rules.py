@@ -4,12 +4,14 @@ reject), the choice of client tools per server, and dump headers."""
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from pgvault.dumps.header import DumpVersions, dump_versions
 from pgvault.dumps.sqlscript import SetFilter, version_error
+from pgvault.postgres import bundled
 from pgvault.postgres.tools import Tool, rank
 
 SUB = (
@@ -154,3 +156,24 @@ def test_dump_headers_name_their_pg_dump() -> None:
     assert dump_versions(plain, "plain") == DumpVersions("18.6", "15.18")
     assert dump_versions(b"PGDMP\x01\x10", "custom") is None  # cut short
     assert dump_versions(b"SELECT 1;", "plain") is None
+
+
+def test_the_bundled_tarball_unpacks_only_the_client_part(tmp_path: Path) -> None:
+    stem = "postgresql-99.1.0-test"
+    tree = tmp_path / "tree" / stem
+    for rel in ("bin/pg_dump", "lib/libpq.so.5", "lib/hstore.so", "share/x.sql", "include/y.h"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(rel)
+    tarball = tmp_path / f"{stem}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tree, arcname=stem)
+
+    unpacked = bundled._unpack(tarball, tmp_path / "cache", stem)
+    again = bundled._unpack(tarball, tmp_path / "cache", stem)  # already there: kept
+
+    files = sorted(str(p.relative_to(unpacked)) for p in unpacked.rglob("*") if p.is_file())
+    assert files == ["bin/pg_dump", "lib/libpq.so.5"]
+    assert again == unpacked
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == [
+        stem
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pgvault.backups.delete import delete, remove_stored
 from pgvault.backups.download import download, download_name, open_backup
+from pgvault.backups.live import plan_live, stream_dump
 from pgvault.backups.manifests import rebuild_catalog, stored_manifests
 from pgvault.backups.plan import BackupPlan, BackupRequest, ServerFacts, plan, probe
 from pgvault.backups.record import recover_interrupted
@@ -28,6 +29,7 @@ __all__ = [
     "download_name",
     "open_backup",
     "plan",
+    "plan_live",
     "probe",
     "rebuild_catalog",
     "receive_upload",
@@ -35,4 +37,5 @@ __all__ = [
     "remove_stored",
     "run",
     "stored_manifests",
+    "stream_dump",
 ]

@@ -35,6 +35,7 @@ from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.dumps import toc
+from pgvault.dumps.layers import Sink
 from pgvault.errors import BackupError, Busy, Cancelled, PgvaultError
 from pgvault.postgres import server
 from pgvault.postgres.commands import pg_dump_command
@@ -74,9 +75,11 @@ def run(
     *,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    tee: Sink | None = None,
 ) -> BackupRecord:
     """Carry out ``plan`` under the database's lock; return the completed record, after
     its copies on the plan's other targets were made (a failed copy never fails the backup).
+    ``tee`` gets the stored bytes as they are written (a live download of the backup).
 
     Raises:
         As :func:`create`.
@@ -93,7 +96,7 @@ def run(
             log.info("%s", note)
         try:
             with recording(catalog, store, record):
-                _dump(settings, plan, store, record, progress, cancel)
+                _dump(settings, plan, store, record, progress, cancel, tee)
         except PgvaultError as exc:
             if isinstance(exc, Cancelled):
                 raise
@@ -111,6 +114,7 @@ def _dump(
     record: BackupRecord,
     progress: Progress | None,
     cancel: threading.Event | None,
+    tee: Sink | None = None,
 ) -> None:
     """pg_dump in an exported snapshot, whose rows are then counted in that same snapshot;
     fills in the record's size, sha256, row and object counts and globals key."""
@@ -120,7 +124,7 @@ def _dump(
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         stream = BackupStream(
-            store, plan.key, plan.compression, plan.level, plan.recipients, progress, cancel
+            store, plan.key, plan.compression, plan.level, plan.recipients, progress, cancel, tee
         )
         with tempfile.TemporaryDirectory(prefix="pgvault-") as workdir:
             entries = _run_pg_dump(plan, str(row[0]), stream, Path(workdir))

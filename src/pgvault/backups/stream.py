@@ -23,7 +23,7 @@ from pgvault.backups.plan import CompressionPlan
 from pgvault.config.settings import Settings
 from pgvault.dumps import toc
 from pgvault.dumps.encryption import Encryptor, parse_recipients
-from pgvault.dumps.layers import HashingWriter, Stage, compressor
+from pgvault.dumps.layers import HashingWriter, Sink, Stage, compressor
 from pgvault.errors import Cancelled, PgvaultError
 from pgvault.postgres import runner, tools
 from pgvault.postgres.commands import pg_dumpall_globals_command
@@ -37,9 +37,24 @@ Progress = Callable[[str, int], None]
 """Called with a phase name and the bytes written so far."""
 
 
+class _Tee:
+    """Writes every chunk to the storage writer and to a second sink (a live download)."""
+
+    def __init__(self, first: Sink, second: Sink) -> None:
+        self._first = first
+        self._second = second
+
+    def write(self, data: bytes, /) -> int:
+        self._first.write(data)
+        self._second.write(data)
+        return len(data)
+
+
 class BackupStream:
     """The write chain of one backup: [compressor] -> [age encryptor] -> sha256/size -> the
-    storage writer of ``key``. ``write`` raises :class:`Cancelled` once ``cancel`` is set."""
+    storage writer of ``key`` (and ``tee``, which gets the same stored bytes as they are
+    written: ``GET /databases/{name}/dump?keep=true``). ``write`` raises
+    :class:`Cancelled` once ``cancel`` is set."""
 
     def __init__(
         self,
@@ -50,9 +65,10 @@ class BackupStream:
         recipients: Sequence[str],
         progress: Progress | None,
         cancel: threading.Event | None,
+        tee: Sink | None = None,
     ) -> None:
         self.writer = store.open_write(key)
-        self._hashing = HashingWriter(self.writer)
+        self._hashing = HashingWriter(_Tee(self.writer, tee) if tee is not None else self.writer)
         self._encryptor = (
             Encryptor(self._hashing, parse_recipients(recipients)) if recipients else None
         )
