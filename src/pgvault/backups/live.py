@@ -22,6 +22,7 @@ from pgvault.dumps.layers import Sink, compressor
 from pgvault.errors import Cancelled
 from pgvault.postgres.commands import pg_dump_command
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent
 
 
 def plan_live(settings: Settings, request: BackupRequest) -> BackupPlan:
@@ -72,7 +73,7 @@ def stream_dump(
             top.write(chunk)
             done += len(chunk)
             if progress is not None:
-                progress("dumping", done)
+                progress(ProgressEvent("dumping", done))
         child.check()
     top.close()
     if encryptor is not None:

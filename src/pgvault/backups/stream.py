@@ -16,9 +16,10 @@ import io
 import logging
 import tarfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from pgvault.backups.estimate import BackupEstimate
 from pgvault.backups.plan import CompressionPlan
 from pgvault.config.settings import Settings
 from pgvault.dumps import toc
@@ -29,12 +30,14 @@ from pgvault.postgres import runner, tools
 from pgvault.postgres.commands import pg_dumpall_globals_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent, Report
 from pgvault.storage import Storage
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int], None]
-"""Called with a phase name and the bytes written so far."""
+Progress = Report
+"""Receives :class:`~pgvault.progress.ProgressEvent` s: ``dumping`` with the bytes stored so
+far and the estimated total (see :mod:`pgvault.backups.estimate`), then later phases."""
 
 
 class _Tee:
@@ -66,6 +69,7 @@ class BackupStream:
         progress: Progress | None,
         cancel: threading.Event | None,
         tee: Sink | None = None,
+        estimate: BackupEstimate | None = None,
     ) -> None:
         self.writer = store.open_write(key)
         self._hashing = HashingWriter(_Tee(self.writer, tee) if tee is not None else self.writer)
@@ -75,6 +79,7 @@ class BackupStream:
         self._top: Stage = compressor(compression.stream, level, self._encryptor or self._hashing)
         self._progress = progress
         self._cancel = cancel
+        self._estimate = estimate or BackupEstimate()
         self._fed = 0
 
     def write(self, data: bytes, /) -> int:
@@ -84,7 +89,8 @@ class BackupStream:
         self._top.write(data)
         self._fed += len(data)
         if self._progress is not None:
-            self._progress("dumping", self._fed)
+            stored = self._hashing.size
+            self._progress(ProgressEvent("dumping", stored, self._estimate.total(stored)))
         return len(data)
 
     def commit(self) -> None:

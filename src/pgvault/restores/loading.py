@@ -28,6 +28,7 @@ from pgvault.errors import ArchiveError, RestoreError
 from pgvault.postgres.commands import pg_restore_command, psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent, Report
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def load(
     *,
     known_settings: Callable[[], set[str]],
     reset: Callable[[], None],
+    progress: Report | None = None,
+    entries: int | None = None,
 ) -> LoadResult:
     """Load ``source`` into the database ``target``; every non-allowed error fails it.
 
@@ -124,6 +127,8 @@ def load(
         workdir: a private directory for unpacking directory archives.
         known_settings: the server's parameter names (for the fallback filter).
         reset: empties the target again before the fallback attempt.
+        progress: gets ``loading`` events counting TOC entries done (from pg_restore
+            ``--verbose``) of ``entries`` (the archive's TOC size, when known).
 
     Raises:
         RestoreError: pg_restore/psql reported an error (first one, one line).
@@ -142,15 +147,44 @@ def load(
         )
         return _fallback(source, target, tools, options, workdir, known_settings())
     try:
-        return _attempt(source, target, tools, options, workdir)
+        return _attempt(source, target, tools, options, workdir, _EntryCounter(progress, entries))
     except _NeedsFallback as exc:
         log.warning("%s; retrying through the version fallback (psql, filtered SQL)", exc)
     reset()
     return _fallback(source, target, tools, options, workdir, known_settings())
 
 
+class _EntryCounter:
+    """Counts the TOC entries pg_restore ``--verbose`` reports done (serial: ``creating``
+    and ``processing data for``; parallel: ``processing item`` before the workers start,
+    then ``finished item``) and reports them as ``loading`` progress."""
+
+    _DONE = ("creating ", "processing data for ", "processing item ", "finished item ")
+
+    def __init__(self, progress: Report | None, total: int | None) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.parallel = False
+
+    def line(self, line: str) -> None:
+        text = line.removeprefix("pg_restore: ")
+        if self.progress is None or not text.startswith(self._DONE):
+            return
+        if text.startswith("creating ") and self.parallel:
+            return  # parallel mode also says "creating" after "processing item"
+        self.done += 1
+        done = min(self.done, self.total) if self.total else self.done
+        self.progress(ProgressEvent("loading", done, self.total, "entries"))
+
+
 def _attempt(
-    source: Source, target: ConnInfo, tools: Tools, options: LoadOptions, workdir: Path
+    source: Source,
+    target: ConnInfo,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    counter: _EntryCounter | None = None,
 ) -> LoadResult:
     opened = source.open()
     env = target.child_env()
@@ -172,12 +206,16 @@ def _attempt(
             no_privileges=options.no_privileges,
             single_transaction=options.single_transaction,
             exit_on_error=options.single_transaction,
+            verbose=counter is not None and counter.progress is not None,
         )
+        on_line = counter.line if counter is not None else None
+        if counter is not None:
+            counter.parallel = archive is not None and options.jobs > 1
         if archive is not None:
-            with Child(argv, env=env, stdout=subprocess.DEVNULL) as child:
+            with Child(argv, env=env, stdout=subprocess.DEVNULL, on_line=on_line) as child:
                 child.wait()
             return _finish(child)
-        return _finish(_pump(argv, env, stream))
+        return _finish(_pump(argv, env, stream, on_line=on_line))
 
 
 def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) -> Path | None:
@@ -210,13 +248,16 @@ def _pump(
     env: dict[str, str],
     stream: IO[bytes],
     check: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Child:
     """Run ``argv`` with ``stream`` on its stdin; returns the finished child.
 
     ``check`` runs after the stream ended and before stdin closes: if it raises, the child is
     killed before it sees the end of input (psql --single-transaction commits nothing).
     """
-    with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+    with Child(
+        argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, on_line=on_line
+    ) as child:
         try:
             copy_stream(stream, child.stdin)
             if check is not None:

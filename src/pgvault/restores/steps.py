@@ -29,6 +29,7 @@ from pgvault.errors import ArchiveError, PgvaultError, RestoreError
 from pgvault.postgres import runner, server
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.progress import Report
 from pgvault.restores.loading import LoadOptions, LoadResult, Source, Tools, load
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Steps:
         self.step = step
         self.cancel = cancel
         self.integrity = IntegrityCheck(source, record)
+        self.report: Report | None = None  # the load's progress (TOC entries)
 
     def _load_into(self, dbname: str, reset: Callable[[], None]) -> LoadResult:
         if self.cancel is not None and self.cancel.is_set():
@@ -127,6 +129,8 @@ class Steps:
                 Path(tmp),
                 known_settings=lambda: self.known,
                 reset=reset,
+                progress=self.report,
+                entries=sum((self.record.object_counts or {}).values()) if self.record else None,
             )
 
     def prove(self, dbname: str) -> None:
