@@ -12,7 +12,6 @@ import typer
 
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, add_command, open_catalog, settings_of
-from pgvault.operations import monitoring, prune, scheduler, schedules
 
 
 def prune_(
@@ -34,6 +33,8 @@ def prune_(
     then the catalog row is marked deleted; prints each backup's fate and the rule behind
     it."""
     settings = settings_of(ctx)
+    from pgvault.operations import prune
+
     items = prune.apply(
         settings, open_catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
     )
@@ -73,6 +74,8 @@ def schedules_(
 ) -> None:
     """List the schedules and their next runs. Times are in each schedule's own time zone,
     with UTC beside them."""
+    from pgvault.operations import schedules
+
     infos = schedules.next_runs(settings_of(ctx), count=count)
     if as_json:
         render.as_json(infos)
@@ -105,6 +108,8 @@ def scheduler_(ctx: typer.Context) -> None:
         ours.setLevel(logging.INFO)
     catalog = open_catalog(settings)
     render.info(f"scheduler running on catalog {catalog.describe()} (SIGTERM stops it)")
+    from pgvault.operations import scheduler
+
     scheduler.run_forever(settings, catalog)
 
 
@@ -115,6 +120,8 @@ def history_(
     as_json: JsonOpt = False,
 ) -> None:
     """Backups per day and database. Completed, failed, interrupted, bytes."""
+    from pgvault.operations import monitoring
+
     rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
     if as_json:
         render.as_json(rows)
@@ -141,6 +148,8 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Each database's backup health: ok, warning or critical. Judged by freshness, size and
     the last run; exits 1 unless all are ok."""
     settings = settings_of(ctx)
+    from pgvault.operations import monitoring
+
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:
         render.as_json(report)
