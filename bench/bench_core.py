@@ -71,6 +71,7 @@ class Row:
     step: Callable[[Bench, Procs], int]
     restore: bool = False
     pgvault: bool = False
+    check: str = "bench"  # the source database a restore is compared with
 
 
 class Bench:
@@ -141,7 +142,7 @@ class Bench:
 
     # ------------------------------------------------------------------ driver
     def run(self, runs: int, rows: list[Row]) -> None:
-        expect = self.c.psql(COUNTS_SQL, "bench")
+        expect = {db: self.c.psql(COUNTS_SQL, db) for db in ("bench", "tiny")}
         for r in range(runs):
             print(f"round {r + 1}/{runs}", flush=True)
             for row in rows:
@@ -155,8 +156,8 @@ class Bench:
                 if row.restore:
                     self.c.psql("ANALYZE", "target")
                     got = self.c.psql(COUNTS_SQL, "target")
-                    if got != expect:
-                        raise RuntimeError(f"{row.key}: restored {got} != source {expect}")
+                    if got != expect[row.check]:
+                        raise RuntimeError(f"{row.key}: restored {got} != {expect[row.check]}")
                 self.samples.setdefault(row.key, []).append(sample)
                 print(f"  {row.key:<34} {sample.wall:6.2f} s", flush=True)
         self.c.drop_database("target")
@@ -264,6 +265,10 @@ TARGETS = {  # key: (reference, at most)
     "pgvault restore S3": ("pgvault restore", 1.15),
     "pgbench only: pgvault backup": ("pgbench only: floor", 1.15),
 }
+FIXED_COSTS = {
+    "restore": ("tiny: pgvault restore", "tiny: raw pg_restore -j2"),
+    "backup": ("tiny: pgvault backup", "tiny: raw pg_dump -Fc"),
+}
 RSS_LIMIT = 150 * 2**20
 INTRO = """# Benchmark results
 
@@ -313,6 +318,12 @@ def report(bench: Bench, runs: int, sizes: dict[str, str], started: list[str]) -
             got = med[key].wall / med[ref_key].wall
             verdict = "met" if got <= limit else "MISSED"
             checks.append(f"* `{key}` = {got:.2f}x `{ref_key}` (target <= {limit}): {verdict}")
+    for what, (ours, raw) in FIXED_COSTS.items():
+        if ours in med and raw in med:
+            extra = med[ours].wall - med[raw].wall
+            checks.append(
+                f"* {what} fixed costs (tiny database, pgvault minus the raw tool): {extra:.2f} s"
+            )
     pv = [med[r.key] for r in ROWS if r.pgvault and r.key in med]
     if pv:
         peak = max(s.rss_tree_peak for s in pv)
@@ -367,6 +378,10 @@ def main() -> None:
             cluster.create_database(db)
             cluster.client("pgbench", "-i", "-q", "-s", "10", db)
         cluster.psql(NOTES_SQL, "bench")
+        cluster.create_database("tiny")
+        cluster.psql(
+            "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 10) g; ANALYZE", "tiny"
+        )
         sizes = {
             db: cluster.psql(f"SELECT pg_size_pretty(pg_database_size('{db}'))")
             for db in ("bench", "pgb")
