@@ -55,10 +55,12 @@ CREATE TABLE notes AS SELECT g AS id, now() - g * interval '1 second' AS at,
   FROM generate_series(1, 1500000) g;
 VACUUM ANALYZE;
 """
-COUNTS_SQL = (
-    "SELECT string_agg(format('%s=%s', relname, n_live_tup), ',' ORDER BY relname) "
-    "FROM pg_stat_user_tables"
-)
+COUNTS_SQL = {  # exact row counts of every table, to check each restore
+    "bench": "SELECT (SELECT count(*) FROM notes), (SELECT count(*) FROM pgbench_accounts), "
+    "(SELECT count(*) FROM pgbench_branches), (SELECT count(*) FROM pgbench_tellers), "
+    "(SELECT count(*) FROM pgbench_history)",
+    "tiny": "SELECT count(*) FROM t",
+}
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class Bench:
 
     # ------------------------------------------------------------------ driver
     def run(self, runs: int, rows: list[Row]) -> None:
-        expect = {db: self.c.psql(COUNTS_SQL, db) for db in ("bench", "tiny")}
+        expect = {db: self.c.psql(sql, db) for db, sql in COUNTS_SQL.items()}
         for r in range(runs):
             print(f"round {r + 1}/{runs}", flush=True)
             for row in rows:
@@ -154,8 +156,7 @@ class Bench:
                         self.c.create_database("target")  # pg_restore -d needs it (untimed)
                 sample = measure(lambda p, row=row: row.step(self, p))
                 if row.restore:
-                    self.c.psql("ANALYZE", "target")
-                    got = self.c.psql(COUNTS_SQL, "target")
+                    got = self.c.psql(COUNTS_SQL[row.check], "target")
                     if got != expect[row.check]:
                         raise RuntimeError(f"{row.key}: restored {got} != {expect[row.check]}")
                 self.samples.setdefault(row.key, []).append(sample)
@@ -256,6 +257,36 @@ ROWS = [
         "defaults, local",
         lambda b, p: b.pv_backup(p, "pgb", "pgb"),
         pgvault=True,
+    ),
+    Row(
+        "tiny: raw pg_dump -Fc",
+        "tiny: raw pg_dump -Fc",
+        "one 10-row table: fixed costs",
+        lambda b, p: b.dump_to(p, "tiny", b.file("tiny.dump"), "-Fc"),
+    ),
+    Row(
+        "tiny: pgvault backup",
+        "tiny: raw pg_dump -Fc",
+        "",
+        lambda b, p: b.pv_backup(p, "tiny", "tiny"),
+        pgvault=True,
+    ),
+    Row(
+        "tiny: raw pg_restore -j2",
+        "tiny: raw pg_restore -j2",
+        "",
+        lambda b, p: b.restore_file(p, b.file("tiny.dump")),
+        restore=True,
+        check="tiny",
+    ),
+    Row(
+        "tiny: pgvault restore",
+        "tiny: raw pg_restore -j2",
+        "--no-safety-backup",
+        lambda b, p: b.pv_restore(p, "tiny"),
+        restore=True,
+        pgvault=True,
+        check="tiny",
     ),
 ]
 TARGETS = {  # key: (reference, at most)

@@ -183,3 +183,34 @@ def test_each_newer_construct_is_rewritten_for_15(
         assert pg15.psql("SELECT sum(doubled) FROM items", dbname=dst).strip() == "11.00"
     finally:
         _drop_subscriptions(pg15, dst)
+
+
+def test_restore_tools_follow_the_target_server_and_the_archive(
+    pg15: PgCluster, vault: Vault, janitor: Janitor, kinds_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not any(t.major == 15 for t in tools.discover("pg_restore")):
+        pytest.skip("no pg_restore 15 installed")
+    try:
+        by_15 = backups.create(
+            vault.settings, vault.catalog, BackupRequest(target=vault.target(pg15, kinds_db))
+        )
+        monkeypatch.setenv("PG_DUMP_BIN", str(_zstd_pg_dump_18()))
+        by_18 = backups.create(
+            vault.settings, vault.catalog, BackupRequest(target=vault.target(pg15, kinds_db))
+        )
+        monkeypatch.delenv("PG_DUMP_BIN")
+        dst = janitor.new(pg15, "tools")
+
+        def planned(backup_id: str) -> restores.RestorePlan:
+            request = RestoreRequest(target=vault.target(pg15, dst), backup_id=backup_id)
+            return restores.plan(vault.settings, vault.catalog, request, preview=False)
+
+        same, newer = planned(by_15.id), planned(by_18.id)
+
+        assert (same.server_major, same.dump_major) == (15, 15)
+        assert tools.probe("pg_restore", same.tools.pg_restore).major == 15
+        assert (newer.server_major, newer.dump_major) == (15, 18)
+        assert tools.probe("pg_restore", newer.tools.pg_restore).major == 18  # reads 18's archive
+        assert tools.probe("psql", newer.tools.psql).major == 15  # the target's own psql
+    finally:
+        _drop_subscriptions(pg15, kinds_db)

@@ -11,7 +11,7 @@ from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import DatabaseOut
 from pgvault.api.streams import ChunkQueue
 from pgvault.operations import monitoring
-from pgvault.service import jobs
+from pgvault.service import jobs, live_dumps
 
 router = APIRouter(tags=["databases"], responses=ERRORS)
 
@@ -44,7 +44,7 @@ def dump(
     target = databases.from_config(settings, name)
     planned = backups.plan_live(settings, backups.BackupRequest(target, created_by=caller.actor))
     pipe = ChunkQueue()
-    job = jobs.start_dump(runner, planned, pipe, keep=keep, params=jobs.target_params(target))
+    job = live_dumps.start_dump(runner, planned, pipe, keep=keep, params=jobs.target_params(target))
     headers = {
         "Content-Disposition": f'attachment; filename="{planned.key.rsplit("/", 1)[-1]}"',
         "X-Pgvault-Job": job.id,
