@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pgvault.backups.delete import delete, remove_stored
 from pgvault.backups.download import download, download_name, open_backup
+from pgvault.backups.live import plan_live, stream_dump
 from pgvault.backups.manifests import rebuild_catalog, stored_manifests
 from pgvault.backups.pins import set_pinned
 from pgvault.backups.plan import BackupPlan, BackupRequest, ServerFacts, plan, probe
@@ -29,6 +30,7 @@ __all__ = [
     "download_name",
     "open_backup",
     "plan",
+    "plan_live",
     "probe",
     "rebuild_catalog",
     "receive_upload",
@@ -37,4 +39,5 @@ __all__ = [
     "run",
     "set_pinned",
     "stored_manifests",
+    "stream_dump",
 ]

@@ -335,14 +335,16 @@ def download(
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)
-    written = backups.download(
-        settings,
-        catalog,
-        record,
-        output,
-        decompress=decompress,
-        decrypt=decryptor(settings, identity),
-    )
+    with BytesProgress() as progress:
+        written = backups.download(
+            settings,
+            catalog,
+            record,
+            output,
+            decompress=decompress,
+            decrypt=decryptor(settings, identity),
+            progress=progress.update,
+        )
     render.info(f"wrote {render.size(written)} to {output}")
 
 

@@ -6,14 +6,16 @@ and renders its answer (errors end in :func:`pgvault.cli.app.run` like every com
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, actor, add_command, open_catalog, settings_of
 from pgvault.errors import ConfigError
-from pgvault.operations import monitoring, prune, scheduler, schedules
+
+if TYPE_CHECKING:
+    from pgvault.operations import prune
 
 
 def prune_(
@@ -48,6 +50,8 @@ def prune_(
     if reason is not None and not force:
         raise ConfigError("--reason goes with --force: add --force or drop --reason")
     settings = settings_of(ctx)
+    from pgvault.operations import prune
+
     items = prune.apply(
         settings,
         open_catalog(settings),
@@ -115,6 +119,8 @@ def schedules_(
 ) -> None:
     """List the schedules and their next runs. Times are in each schedule's own time zone,
     with UTC beside them."""
+    from pgvault.operations import schedules
+
     infos = schedules.next_runs(settings_of(ctx), count=count)
     if as_json:
         render.as_json(infos)
@@ -147,6 +153,8 @@ def scheduler_(ctx: typer.Context) -> None:
         ours.setLevel(logging.INFO)
     catalog = open_catalog(settings)
     render.info(f"scheduler running on catalog {catalog.describe()} (SIGTERM stops it)")
+    from pgvault.operations import scheduler
+
     scheduler.run_forever(settings, catalog)
 
 
@@ -157,6 +165,8 @@ def history_(
     as_json: JsonOpt = False,
 ) -> None:
     """Backups per day and database. Completed, failed, interrupted, bytes."""
+    from pgvault.operations import monitoring
+
     rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
     if as_json:
         render.as_json(rows)
@@ -183,6 +193,8 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Each database's backup health: ok, warning or critical. Judged by freshness, size and
     the last run; exits 1 unless all are ok."""
     settings = settings_of(ctx)
+    from pgvault.operations import monitoring
+
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:
         render.as_json(report)

@@ -23,6 +23,7 @@ from pgvault.cli.common import (
     open_catalog,
     settings_of,
 )
+from pgvault.cli.progress import BytesProgress
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.errors import ConfigError
@@ -163,7 +164,9 @@ def restore(
         request, confirm=_confirmation(target, yes), passkey=_passkey(target, passkey)
     )
     plan = dataclasses.replace(plan, request=answered)
-    _show_result(restores.run(settings, catalog, plan, progress=render.info), as_json)
+    with BytesProgress(enabled=not as_json) as progress:
+        result = restores.run(settings, catalog, plan, progress=progress.update)
+    _show_result(result, as_json)
 
 
 def _show_result(result: RestoreRecord, as_json: bool) -> None:

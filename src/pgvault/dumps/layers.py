@@ -204,6 +204,7 @@ class OpenedDump:
     stream: IO[bytes]
     kind: DumpKind
     layers: list[Layer]
+    head: bytes = b""  # the dump's first bytes, as peeked (for dumps.header)
 
 
 def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDump:
@@ -231,7 +232,9 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                     f"this is {what} (expected a pg_dump custom, directory or plain "
                     "archive, optionally gzip/zstd compressed or age encrypted)"
                 )
-            return OpenedDump(stream=io.BufferedReader(peek, 1024 * 1024), kind=kind, layers=layers)
+            return OpenedDump(
+                stream=io.BufferedReader(peek, 1024 * 1024), kind=kind, layers=layers, head=head
+            )
         layers.append(layer)
         readable = cast(IO[bytes], peek)
         if layer == "age":

@@ -25,7 +25,7 @@ from pgvault.config.settings import Settings, load_settings
 from pgvault.databases import DatabaseTarget, from_config
 from pgvault.errors import ToolError, VerifyError
 from pgvault.operations import verify
-from pgvault.postgres import runner, server, tools
+from pgvault.postgres import bundled, runner, server, tools
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.localserver import LocalServer
 
@@ -61,13 +61,13 @@ class DemoResult:
 
 
 def server_bin_dir(settings: Settings) -> Path:
-    """Where the PostgreSQL server programs for the demo are: the bundled ones, else the
-    newest installed.
+    """Where the PostgreSQL server programs for the demo are: the bundled ones (see
+    :func:`pgvault.postgres.bundled.server_bin_dir`), else the newest installed.
 
     Raises:
         ToolError: no ``initdb``/``postgres`` anywhere.
     """
-    candidates = [tools.bundled_bin_dir(), settings.bin_dir]
+    candidates = [bundled.server_bin_dir(), settings.bin_dir]
     candidates += [t.path.parent for t in tools.discover("pg_dump", settings.bin_dir)]
     for directory in candidates:
         if directory is not None and (directory / "initdb").is_file():

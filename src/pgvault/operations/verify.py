@@ -141,10 +141,12 @@ def _restore_and_count(
     scratch = restores.side_name(
         record.dbname, "_pgvault_verify_", f"{datetime.now(UTC):%Y%m%d_%H%M%S}"
     )
-    tool_set = restores.client_tools(settings)
     maintenance = server_conn.with_dbname("postgres")
     with server.connect(maintenance) as conn:
         known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
+        server_major, _version = server.server_version(conn)
+        dump_major = _major(record.pg_dump_version)
+        tool_set = restores.client_tools(settings, server_major, dump_major)
 
         def reset() -> None:
             server.drop_database(conn, scratch)
@@ -157,7 +159,7 @@ def _restore_and_count(
                     source,
                     server_conn.with_dbname(scratch),
                     tool_set,
-                    LoadOptions(jobs=1),
+                    LoadOptions(jobs=1, server_major=server_major, dump_major=dump_major),
                     Path(tmp),
                     known_settings=lambda: known,
                     reset=reset,
@@ -167,3 +169,9 @@ def _restore_and_count(
             return restores.check_counts(server_conn.with_dbname(scratch), record.row_counts or {})
         finally:
             server.drop_database(conn, scratch)
+
+
+def _major(version: str | None) -> int | None:
+    """``"18.6"`` -> 18."""
+    head = (version or "").split(".", 1)[0]
+    return int(head) if head.isdigit() else None

@@ -81,6 +81,7 @@ def pg_restore_command(
     exit_on_error: bool = False,
     list_only: bool = False,
     to_stdout: bool = False,
+    verbose: bool = False,
 ) -> list[str]:
     """``pg_restore`` from ``archive`` (a file or directory) or from stdin when None.
 
@@ -91,8 +92,11 @@ def pg_restore_command(
         single_transaction: ``--single-transaction`` (implies exit on error; not with jobs).
         list_only: ``--list`` prints the archive's table of contents.
         to_stdout: ``--file=-`` emits the archive as plain SQL.
+        verbose: ``--verbose``: one stderr line per TOC entry (a restore's progress).
     """
     argv = [str(pg_restore)]
+    if verbose:
+        argv.append("--verbose")
     if list_only:
         argv.append("--list")
     elif to_stdout:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -35,6 +35,7 @@ class Child:
         env: the child's whole environment (PGPASSWORD goes here).
         stdin/stdout: ``subprocess.PIPE``, ``subprocess.DEVNULL``, a file object or None.
         timeout: seconds after which the child's process group is killed (None: never).
+        on_line: called with each stderr line as it arrives (progress from ``--verbose``).
 
     Raises:
         ToolError: the program does not exist or cannot be started.
@@ -48,8 +49,10 @@ class Child:
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         timeout: float | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.name = Path(argv[0]).name
+        self._on_line = on_line
         self.tail: deque[str] = deque(maxlen=20)
         self.error_lines: list[str] = []
         self.timed_out = False
@@ -83,6 +86,8 @@ class Child:
             if not line:
                 continue
             log.debug("%s: %s", self.name, line)
+            if self._on_line is not None:
+                self._on_line(line)
             self.tail.append(line)
             if ("ERROR:" in line or "error:" in line or "FATAL:" in line) and len(
                 self.error_lines

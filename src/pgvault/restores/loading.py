@@ -1,8 +1,10 @@
 """Loading a dump into one database: pg_restore or psql, error triage, version fallback.
 
 Used by restores (into a scratch or live database) and by full verification. A dump from a
-newer pg_dump can carry ``SET`` lines an older server rejects; when an attempt fails only
-with ``unrecognized configuration parameter`` errors, the database is reset and the dump is
+newer pg_dump can carry constructs an older server rejects (``SET transaction_timeout``,
+``CREATE SUBSCRIPTION ... run_as_owner``: see :mod:`pgvault.dumps.sqlscript`). When the
+dump's pg_dump is newer than the target server, or an attempt fails with one of
+:data:`~pgvault.dumps.sqlscript.VERSION_ERRORS`, the database is reset and the dump is
 replayed as ``pg_restore -f -`` | :class:`SetFilter` | ``psql --single-transaction``.
 """
 
@@ -20,12 +22,13 @@ from pathlib import Path
 from typing import IO, cast
 
 from pgvault.dumps.layers import DecryptHook, OpenedDump, copy_stream, open_layers
-from pgvault.dumps.sqlscript import UNKNOWN_PARAMETER, SetFilter
+from pgvault.dumps.sqlscript import SetFilter, version_error
 from pgvault.dumps.toc import toc_from_path, toc_from_stream
 from pgvault.errors import ArchiveError, RestoreError
 from pgvault.postgres.commands import pg_restore_command, psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent, Report
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,16 @@ class Source:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags."""
+    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags; the target
+    server's major version and that of the pg_dump that wrote the dump (None: unknown)."""
 
     jobs: int = 1
     clean: bool = False
     no_owner: bool = False
     no_privileges: bool = False
     single_transaction: bool = False
+    server_major: int | None = None
+    dump_major: int | None = None
 
 
 @dataclass
@@ -112,6 +118,8 @@ def load(
     *,
     known_settings: Callable[[], set[str]],
     reset: Callable[[], None],
+    progress: Report | None = None,
+    entries: int | None = None,
 ) -> LoadResult:
     """Load ``source`` into the database ``target``; every non-allowed error fails it.
 
@@ -119,6 +127,8 @@ def load(
         workdir: a private directory for unpacking directory archives.
         known_settings: the server's parameter names (for the fallback filter).
         reset: empties the target again before the fallback attempt.
+        progress: gets ``loading`` events counting TOC entries done (from pg_restore
+            ``--verbose``) of ``entries`` (the archive's TOC size, when known).
 
     Raises:
         RestoreError: pg_restore/psql reported an error (first one, one line).
@@ -128,16 +138,53 @@ def load(
         # pg_restore --clean alone cannot replace partitioned tables (it drops a partition's
         # inherited key before its parent's); the SQL path drops the archive's tables first.
         return _fallback(source, target, tools, options, workdir, known_settings())
+    server_major, dump_major = options.server_major, options.dump_major
+    if server_major is not None and dump_major is not None and dump_major > server_major:
+        log.info(
+            "dump written by pg_dump %s, server is %s: loading through the version fallback",
+            dump_major,
+            server_major,
+        )
+        return _fallback(source, target, tools, options, workdir, known_settings())
     try:
-        return _attempt(source, target, tools, options, workdir)
+        return _attempt(source, target, tools, options, workdir, _EntryCounter(progress, entries))
     except _NeedsFallback as exc:
-        log.warning("%s; retrying through psql without the unknown SET lines", exc)
+        log.warning("%s; retrying through the version fallback (psql, filtered SQL)", exc)
     reset()
     return _fallback(source, target, tools, options, workdir, known_settings())
 
 
+class _EntryCounter:
+    """Counts the TOC entries pg_restore ``--verbose`` reports done (serial: ``creating``
+    and ``processing data for``; parallel: ``processing item`` before the workers start,
+    then ``finished item``) and reports them as ``loading`` progress."""
+
+    _DONE = ("creating ", "processing data for ", "processing item ", "finished item ")
+
+    def __init__(self, progress: Report | None, total: int | None) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.parallel = False
+
+    def line(self, line: str) -> None:
+        text = line.removeprefix("pg_restore: ")
+        if self.progress is None or not text.startswith(self._DONE):
+            return
+        if text.startswith("creating ") and self.parallel:
+            return  # parallel mode also says "creating" after "processing item"
+        self.done += 1
+        done = min(self.done, self.total) if self.total else self.done
+        self.progress(ProgressEvent("loading", done, self.total, "entries"))
+
+
 def _attempt(
-    source: Source, target: ConnInfo, tools: Tools, options: LoadOptions, workdir: Path
+    source: Source,
+    target: ConnInfo,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    counter: _EntryCounter | None = None,
 ) -> LoadResult:
     opened = source.open()
     env = target.child_env()
@@ -159,12 +206,16 @@ def _attempt(
             no_privileges=options.no_privileges,
             single_transaction=options.single_transaction,
             exit_on_error=options.single_transaction,
+            verbose=counter is not None and counter.progress is not None,
         )
+        on_line = counter.line if counter is not None else None
+        if counter is not None:
+            counter.parallel = archive is not None and options.jobs > 1
         if archive is not None:
-            with Child(argv, env=env, stdout=subprocess.DEVNULL) as child:
+            with Child(argv, env=env, stdout=subprocess.DEVNULL, on_line=on_line) as child:
                 child.wait()
             return _finish(child)
-        return _finish(_pump(argv, env, stream))
+        return _finish(_pump(argv, env, stream, on_line=on_line))
 
 
 def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) -> Path | None:
@@ -197,13 +248,16 @@ def _pump(
     env: dict[str, str],
     stream: IO[bytes],
     check: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Child:
     """Run ``argv`` with ``stream`` on its stdin; returns the finished child.
 
     ``check`` runs after the stream ended and before stdin closes: if it raises, the child is
     killed before it sees the end of input (psql --single-transaction commits nothing).
     """
-    with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+    with Child(
+        argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, on_line=on_line
+    ) as child:
         try:
             copy_stream(stream, child.stdin)
             if check is not None:
@@ -242,8 +296,9 @@ class _PlainEnds:
             )
 
 
-def _finish(child: Child) -> LoadResult:
-    """Triage the child's errors: allowed ones become warnings, others fail the load."""
+def _finish(child: Child, *, fallback_ok: bool = True) -> LoadResult:
+    """Triage the child's errors: allowed ones become warnings, others fail the load; a
+    version error (with ``fallback_ok``) asks for the version fallback."""
     result = LoadResult()
     fatal = []
     for line in child.error_lines:
@@ -253,8 +308,9 @@ def _finish(child: Child) -> LoadResult:
             result.warnings.append(line)
         elif "errors ignored on restore" not in line:
             fatal.append(line)
-    if fatal and all(UNKNOWN_PARAMETER.search(line) for line in fatal):
-        raise _NeedsFallback(fatal[0])
+    versioned = [line for line in fatal if version_error(line)]
+    if versioned and fallback_ok:
+        raise _NeedsFallback(_tidy(versioned[0]))
     if fatal:
         raise RestoreError(f"{child.name} failed: {_tidy(fatal[0])}")
     if child.proc.returncode != 0 and not result.warnings:
@@ -286,7 +342,7 @@ def _fallback(
         opened.stream as stream,
         Child(psql_argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as psql,
     ):
-        sql_filter = SetFilter(psql.stdin, known)
+        sql_filter = SetFilter(psql.stdin, known, options.server_major)
         try:
             if opened.kind == "plain":
                 plain = _PlainEnds(stream)
@@ -299,9 +355,12 @@ def _fallback(
         except BrokenPipeError:
             pass
         psql.wait()
-    result = _finish(psql)
+    result = _finish(psql, fallback_ok=False)
     result.used_fallback = True
     result.dropped_settings = sorted(set(sql_filter.dropped))
+    result.warnings += sql_filter.notes
+    for change in sql_filter.changes:
+        log.info("version fallback: %s", change)
     return result
 
 

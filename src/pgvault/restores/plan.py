@@ -21,8 +21,8 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps import toc
-from pgvault.dumps.layers import DecryptHook
+from pgvault.dumps import header, toc
+from pgvault.dumps.layers import DecryptHook, OpenedDump
 from pgvault.errors import ConfigError, NotFound, RestoreError
 from pgvault.postgres import server, tools
 from pgvault.restores import policy
@@ -85,13 +85,16 @@ class RestorePreview:
 @dataclass(frozen=True)
 class RestorePlan:
     """A restore ready to run: the request, its opened source, the catalogued backup (None
-    for a file), the client tools, and the preview."""
+    for a file), the client tools, the preview, the target server's major version and that
+    of the pg_dump that wrote the dump."""
 
     request: RestoreRequest
     source: Source
     record: BackupRecord | None
     tools: Tools
     preview: RestorePreview
+    server_major: int | None = None
+    dump_major: int | None = None
 
     @property
     def target(self) -> DatabaseTarget:
@@ -99,13 +102,34 @@ class RestorePlan:
         return self.request.target
 
 
-def client_tools(settings: Settings) -> Tools:
-    """The pg_restore and psql a restore uses: the newest installed (they read every older
-    archive)."""
+def client_tools(
+    settings: Settings, server_major: int | None = None, dump_major: int | None = None
+) -> Tools:
+    """The pg_restore and psql a restore into a server of ``server_major`` uses, by the rule
+    of :func:`pgvault.postgres.tools.rank`: the target's own major first, then the newest
+    newer one; pg_restore at least as new as the pg_dump that wrote the archive
+    (``dump_major``: an older pg_restore refuses a newer archive version).
+
+    Raises:
+        ToolError: no fitting pg_restore or psql is installed.
+    """
     return Tools(
-        pg_restore=tools.choose("pg_restore", None, settings.bin_dir).path,
-        psql=tools.choose("psql", None, settings.bin_dir).path,
+        pg_restore=tools.choose(
+            "pg_restore", server_major, settings.bin_dir, at_least=dump_major or 0
+        ).path,
+        psql=tools.choose("psql", server_major, settings.bin_dir).path,
     )
+
+
+def dump_major(opened: OpenedDump, record: BackupRecord | None) -> int | None:
+    """The major version of the pg_dump that wrote a dump: from its header, else from the
+    catalog row."""
+    found = header.dump_versions(opened.head, opened.kind)
+    if found is not None and found.pg_dump_major is not None:
+        return found.pg_dump_major
+    if record is not None and record.pg_dump_version:
+        return header.DumpVersions(record.pg_dump_version, None).pg_dump_major
+    return None
 
 
 def resolve_target(
@@ -183,9 +207,14 @@ def plan(
         ToolError: no pg_restore or psql.
     """
     source, record = open_source(settings, catalog, request)
-    tool_set = client_tools(settings)
+    conn_info = request.target.conn
+    with server.connect(conn_info.with_dbname("postgres")) as conn:
+        exists = server.database_exists(conn, conn_info.dbname)
+        server_major, _version = server.server_version(conn)
     opened = source.open()
     kind, layers = opened.kind, [str(layer) for layer in opened.layers]
+    written_by = dump_major(opened, record)
+    tool_set = client_tools(settings, server_major, written_by)
     entries: list[toc.TocEntry] = []
     with opened.stream as stream:
         if preview:
@@ -193,9 +222,6 @@ def plan(
                 entries = toc.toc_of_stored(
                     tool_set.pg_restore, stream, kind, Path(tmp), source.seekable_file(opened)
                 )
-    conn_info = request.target.conn
-    with server.connect(conn_info.with_dbname("postgres")) as conn:
-        exists = server.database_exists(conn, conn_info.dbname)
     found = RestorePreview(
         source=source.label,
         backup_id=record.id if record else None,
@@ -212,7 +238,7 @@ def plan(
     if preview:
         found.objects = toc.object_counts(entries)
         found.tables = _table_checks(request.target, record, entries, exists)
-    return RestorePlan(request, source, record, tool_set, found)
+    return RestorePlan(request, source, record, tool_set, found, server_major, written_by)
 
 
 def _table_checks(

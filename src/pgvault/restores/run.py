@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 from pgvault import backups, files, notify, runtime
 from pgvault.catalog import Catalog
@@ -20,6 +19,8 @@ from pgvault.catalog.records import RestoreRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError, Refused, RestoreError
 from pgvault.postgres import server
+from pgvault.progress import Report
+from pgvault.progress import step as report_step
 from pgvault.restores import policy
 from pgvault.restores.globals import apply_globals
 from pgvault.restores.loading import LoadOptions
@@ -28,8 +29,9 @@ from pgvault.restores.steps import Conn, Steps
 
 log = logging.getLogger(__name__)
 
-StepReport = Callable[[str], None]
-"""Called with a one-line description of each step as it starts."""
+StepReport = Report
+"""Receives each step as it starts (``unit="steps"``, its ``detail`` one line of text) and
+the load's ``loading`` events (TOC entries done of the archive's entries)."""
 
 
 def check_policy(settings: Settings, catalog: Catalog, plan: RestorePlan) -> None:
@@ -127,12 +129,18 @@ def _carry_out(
 ) -> None:
     request, target = plan.request, plan.target
     dbname = target.conn.dbname
-    step = progress or (lambda _msg: None)
+
+    def step(message: str) -> None:
+        report_step(progress, message)
+
     exists = server.database_exists(conn, dbname)
     if exists and request.safety_backup:
         step("taking a safety backup of the live database")
         safety = backups.create(
-            settings, catalog, backups.BackupRequest(target=target, trigger="pre-restore")
+            settings,
+            catalog,
+            backups.BackupRequest(target=target, trigger="pre-restore"),
+            progress=progress,
         )
         result.safety_backup_id = safety.id
     if request.with_files:  # the files first, the database swap last
@@ -150,9 +158,12 @@ def _carry_out(
         no_owner=request.no_owner or request.mode == "clean",
         no_privileges=request.no_privileges or request.mode == "clean",
         single_transaction=request.mode == "clean",
+        server_major=plan.server_major,
+        dump_major=plan.dump_major,
     )
     known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
     steps = Steps(conn, target, plan.source, plan.record, plan.tools, options, known, step, cancel)
+    steps.report = progress
     if request.mode == "swap":
         result.previous_database = steps.swap(exists)
         if request.drop_previous and result.previous_database:

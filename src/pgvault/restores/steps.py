@@ -17,6 +17,7 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -29,7 +30,15 @@ from pgvault.errors import ArchiveError, PgvaultError, RestoreError
 from pgvault.postgres import runner, server
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
-from pgvault.restores.loading import LoadOptions, LoadResult, Source, Tools, load
+from pgvault.progress import Report
+from pgvault.restores.loading import (
+    LoadOptions,
+    LoadResult,
+    Source,
+    Tools,
+    default_jobs,
+    load,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +122,7 @@ class Steps:
         self.step = step
         self.cancel = cancel
         self.integrity = IntegrityCheck(source, record)
+        self.report: Report | None = None  # the load's progress (TOC entries)
 
     def _load_into(self, dbname: str, reset: Callable[[], None]) -> LoadResult:
         if self.cancel is not None and self.cancel.is_set():
@@ -127,6 +137,8 @@ class Steps:
                 Path(tmp),
                 known_settings=lambda: self.known,
                 reset=reset,
+                progress=self.report,
+                entries=sum((self.record.object_counts or {}).values()) if self.record else None,
             )
 
     def prove(self, dbname: str) -> None:
@@ -221,6 +233,32 @@ class Steps:
         return self.in_place(reset)
 
 
+def _count_in_parallel(info: ConnInfo, expected: dict[str, int]) -> dict[str, int]:
+    """``count(*)`` of the tables of ``expected`` on up to one connection per core (at most
+    4), the tables shared out by their recorded row counts (largest first, to the least
+    loaded connection): the proof costs about half the wall time on 2 cores."""
+    workers = max(1, min(default_jobs(), len(expected)))
+    bins: list[list[tuple[str, str]]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for name in sorted(expected, key=lambda n: expected[n], reverse=True):
+        least = loads.index(min(loads))
+        schema, table = name.split(".", 1)
+        bins[least].append((schema, table))
+        loads[least] += expected[name] + 1
+
+    def count(tables: list[tuple[str, str]]) -> dict[str, int]:
+        with server.connect(info) as conn:
+            return server.count_rows(conn, tables)
+
+    if workers == 1:
+        return count(bins[0])
+    found: dict[str, int] = {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="row-counts") as pool:
+        for part in pool.map(count, [b for b in bins if b]):
+            found.update(part)
+    return found
+
+
 def check_counts(info: ConnInfo, recorded: dict[str, int]) -> dict[str, int]:
     """Count the rows of every recorded table in ``info``'s database and compare.
 
@@ -234,11 +272,8 @@ def check_counts(info: ConnInfo, recorded: dict[str, int]) -> dict[str, int]:
         return {}
     with server.connect(info) as conn:
         present = {f"{s}.{t}" for s, t in server.user_tables(conn)}
-        missing = [name for name in recorded if name not in present]
-        found = server.count_rows(
-            conn,
-            [tuple(n.split(".", 1)) for n in recorded if n in present],  # type: ignore[misc]
-        )
+    missing = [name for name in recorded if name not in present]
+    found = _count_in_parallel(info, {n: recorded[n] for n in recorded if n in present})
     wrong = [
         f"{n}: {recorded[n]} recorded, {found[n]} restored"
         for n in found

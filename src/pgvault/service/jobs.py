@@ -28,7 +28,7 @@ from typing import IO, Any
 from pgvault import backups, restores, runtime
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog import jobs as rows
-from pgvault.catalog.jobs import JobKind, JobRecord
+from pgvault.catalog.jobs import JobKind, JobProgress, JobRecord
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
@@ -36,6 +36,7 @@ from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import Busy, NotFound, PgvaultError
 from pgvault.operations import verify
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.progress import Meter, ProgressEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +52,37 @@ class JobContext:
     job: JobRecord
     cancel: threading.Event
     _on_change: Callable[[bool], None]
-    _last: tuple[float, int] = field(default=(0.0, 0))
+    _meter: Meter = field(default_factory=Meter)
 
-    def progress(self, phase: str, done: int) -> None:
-        """``done`` bytes written so far in ``phase`` (a backup's progress callback)."""
-        now = time.monotonic()
-        then, before = self._last
-        if then == 0.0:
-            self._last = (now, done)
-        elif now - then >= 0.5:
-            rate = (done - before) / (now - then)
-            self.job.rate = rate if self.job.rate is None else 0.5 * self.job.rate + 0.5 * rate
-            self._last = (now, done)
-        self.job.phase, self.job.bytes_done = phase, done
+    def progress(self, event: ProgressEvent) -> None:
+        """The domain's progress callback: phase, done of total, rate and time left."""
+        job = self.job
+        if event.unit == "steps":
+            job.phase = event.detail or event.phase
+            job.progress = JobProgress(phase=event.phase, unit="steps", detail=event.detail)
+            self._on_change(True)
+            return
+        meter = self._meter
+        meter.update(event)
+        job.phase = event.phase
+        if event.unit == "bytes":
+            job.bytes_done, job.rate = event.done, meter.rate
+        detail = job.progress.detail if job.progress is not None else None
+        job.progress = JobProgress(
+            phase=event.phase,
+            unit=event.unit,
+            done=event.done,
+            total=event.total,
+            percent=None if event.percent is None else round(event.percent, 1),
+            rate=meter.rate,
+            eta_seconds=meter.eta(event),
+            detail=detail,
+        )
         self._on_change(False)
 
     def step(self, phase: str) -> None:
-        """A new phase without a byte count (a restore's progress callback)."""
-        self.job.phase = phase
-        self._on_change(True)
+        """A new phase without numbers."""
+        self.progress(ProgressEvent(phase="step", unit="steps", detail=phase))
 
 
 Work = Callable[[JobContext], dict[str, Any]]
@@ -388,7 +401,7 @@ def start_restore(
 
     def work(context: JobContext) -> dict[str, Any]:
         result = restores.run(
-            runner.settings, runner.catalog, plan, progress=context.step, cancel=context.cancel
+            runner.settings, runner.catalog, plan, progress=context.progress, cancel=context.cancel
         )
         context.job.restore_id = result.id
         return {"restore": result.model_dump(mode="json")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -31,6 +31,7 @@ from pgvault.api.schemas import (
     TriggerQ,
 )
 from pgvault.api.streams import backup_download
+from pgvault.api.uploads import MultipartStream, check_length, multipart_body
 from pgvault.catalog.records import BackupRecord
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.operations import prune
@@ -228,3 +229,41 @@ def verify_backup(
     )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.model_validate(job.model_dump())
+
+
+@router.post(
+    "/backups/upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BackupOut,
+    responses={413: {"description": "The upload is over the size limit."}},
+    dependencies=[require_role("admin")],
+    openapi_extra=multipart_body({}, required=[]),
+)
+def upload_backup(
+    request: Request,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    caller: Caller,
+    database: Annotated[str, Query(max_length=255, description="A configured database.")],
+) -> BackupOut:
+    """Store an uploaded dump (``multipart/form-data``, one ``file`` part; custom, plain or a
+    directory tar; gzip/zstd/age by content) as a completed backup of ``database`` with
+    trigger ``upload``. The file streams into storage while it is checked (no temporary
+    copy); not a dump: 400, nothing kept; over ``api.max_upload_bytes``: 413."""
+    target = databases.from_config(settings, database)
+    limit = settings.api.max_upload_bytes
+    check_length(request, limit)
+    form = MultipartStream(request)
+    form.read_fields()
+    record = backups.receive_upload(
+        settings,
+        catalog,
+        target,
+        cast(IO[bytes], form),
+        limit=limit,
+        decrypt=decryptor_from(settings.age_identity_file),
+        created_by=caller.actor,
+        filename=form.filename,
+    )
+    request.state.audit_target = f"backup={record.id}"
+    return BackupOut.of(record)

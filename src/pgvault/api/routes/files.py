@@ -39,6 +39,7 @@ from pgvault.files.snapshot import SnapshotRequest, snapshot
 from pgvault.files.transfer import TransferProgress
 from pgvault.operations import file_health as health
 from pgvault.operations import file_retention as retention
+from pgvault.progress import ProgressEvent
 from pgvault.service.jobs import JobContext, JobRunner
 
 router = APIRouter(tags=["files"], responses=ERRORS)
@@ -149,7 +150,8 @@ def _destination(
 def _progress(context: JobContext) -> Any:
     def report(state: TransferProgress) -> None:
         total = f"{state.objects_total}" + ("" if state.listing_done else "+")
-        context.progress(f"{state.phase} {state.objects_done}/{total} objects", state.bytes_done)
+        phase = f"{state.phase} {state.objects_done}/{total} objects"
+        context.progress(ProgressEvent(phase=phase, done=state.bytes_done))
 
     return report
 
