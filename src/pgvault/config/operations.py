@@ -38,6 +38,7 @@ NotifyEvent = Literal[
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "wal_gap",
 ]
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "backup_failed",
@@ -46,6 +47,7 @@ DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "wal_gap",
 )
 """Events sent unless a ``notifications.events`` list says otherwise (success is opt-in)."""
 

@@ -31,6 +31,7 @@ TITLES: dict[NotifyEvent, str] = {
     "restore_failed": "restore into {db} failed",
     "verify_failed": "restore drill of {db} failed",
     "freshness_lost": "backups of {db} are not fresh",
+    "wal_gap": "the WAL archive of {db} has a gap",
 }
 
 
@@ -149,7 +150,7 @@ def send(settings: Settings, notice: Notice) -> bool:
             return False
         kind = (
             apprise.NotifyType.FAILURE
-            if notice.event.endswith(("_failed", "_lost"))
+            if notice.event.endswith(("_failed", "_lost", "_gap"))
             else apprise.NotifyType.SUCCESS
             if notice.event.endswith(("_succeeded", "_finished"))
             else apprise.NotifyType.INFO

@@ -177,3 +177,19 @@ def supports_compression(tool: Tool, method: str) -> bool:
     except OSError:
         return False
     return "does not support compression" not in out.stderr
+
+
+def choose_exact(program: str, major: int, bin_dir: Path | None = None) -> Tool:
+    """The newest ``program`` of exactly ``major`` (server programs such as ``postgres``,
+    ``pg_ctl``, ``pg_combinebackup`` must match the data directory's version).
+
+    Raises:
+        ToolError: no copy of that major is installed (the message says what to install).
+    """
+    tools = [t for t in discover(program, bin_dir) if t.major == major]
+    if not tools:
+        raise ToolError(
+            f"{program} of PostgreSQL {major} not found: install postgresql-{major} (Debian) "
+            f"or set bin_dir / {env_override_name(program)}"
+        )
+    return tools[0]
