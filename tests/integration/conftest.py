@@ -141,3 +141,28 @@ def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServ
     for name, value in moto_server.aws_env().items():
         monkeypatch.setenv(name, value)
     return moto_server
+
+
+def _pitr_source(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bindir: Path
+) -> PgCluster:
+    from support.pitr import start_source
+
+    cluster = start_source(bindir, tmp_path_factory.mktemp(f"pitr{bindir.parent.name}"))
+    request.addfinalizer(cluster.destroy)
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pitr18(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PgCluster:
+    """A PostgreSQL 18 source cluster for point-in-time recovery tests (its own server, so
+    base backups stay small): a ``backup`` role with REPLICATION, summarize_wal on."""
+    return _pitr_source(request, tmp_path_factory, embedded_bindir())
+
+
+@pytest.fixture(scope="session")
+def pitr15(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PgCluster:
+    """The same on PostgreSQL 15 (Debian's binaries); skips if absent."""
+    if not (PG15_BINDIR / "postgres").exists():
+        pytest.skip(f"PostgreSQL 15 not installed ({PG15_BINDIR}/postgres missing)")
+    return _pitr_source(request, tmp_path_factory, PG15_BINDIR)

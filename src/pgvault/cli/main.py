@@ -17,7 +17,7 @@ import typer
 from pgvault import databases, storage
 from pgvault.backups import run as backups
 from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
-from pgvault.cli import ops, render, serve
+from pgvault.cli import ops, render, serve, wal
 from pgvault.cli.common import JsonOpt, open_catalog, settings_of
 from pgvault.cli.progress import BytesProgress
 from pgvault.config.settings import Settings, load_settings
@@ -37,6 +37,7 @@ catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 ops.register(app)  # prune, schedules, scheduler, history, health
 serve.register(app)  # serve, users, tokens, passkey-hash
+wal.register(app)  # wal stream|push|fetch|status|mark|backups|window|prune
 
 IdentityOpt = Annotated[
     Path | None,
@@ -116,9 +117,17 @@ def backup(
     encrypt_to: Annotated[
         list[str] | None, typer.Option("--encrypt-to", help="age recipient age1... (repeatable).")
     ] = None,
+    physical: Annotated[
+        bool, typer.Option("--physical", help="A base backup (pg_basebackup) for PITR.")
+    ] = False,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="--physical against the previous one (17+).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a database (or --all databases of a server) into a storage target."""
+    if physical or incremental:
+        return wal.backup_physical(ctx, database, incremental, as_json)
     settings = settings_of(ctx)
     for option, allowed in (
         (dump_format, ("custom", "plain", "directory")),
@@ -405,9 +414,30 @@ def restore(
     drop_leftover: Annotated[str | None, typer.Option(help="Drop one leftover database.")] = None,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
+    physical: Annotated[bool, typer.Option("--physical", help="PITR into --into DIR.")] = False,
+    target_time: Annotated[str | None, typer.Option(help="PITR: '2026-12-01 14:32:05+00'.")] = None,
+    target_lsn: Annotated[str | None, typer.Option(help="PITR: an LSN such as 0/3000028.")] = None,
+    target_name: Annotated[str | None, typer.Option(help="PITR: a 'wal mark' name.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="PITR: the archive's end.")] = False,
+    into: Annotated[Path | None, typer.Option(help="PITR: new data directory.")] = None,
+    port: Annotated[int | None, typer.Option(help="PITR: port of the recovered server.")] = None,
 ) -> None:
     """Restore a backup (or --file) into a database, safely: swap mode never touches the
-    live database until the restored copy is proven."""
+    live database until the restored copy is proven. With --target-time/--target-lsn/
+    --target-name/--latest: point-in-time recovery, into a new cluster (--physical --into
+    DIR) or of one database into --to URL."""
+    when = wal.PointInTime(target_time, target_lsn, target_name, latest, into, port)
+    if physical or when.wanted():
+        return wal.restore_to_point(
+            ctx,
+            when,
+            database=database,
+            to=to,
+            yes=yes,
+            identity=identity,
+            jobs=jobs,
+            as_json=as_json,
+        )
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")

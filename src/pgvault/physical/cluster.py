@@ -127,6 +127,27 @@ def server_account(settings: Settings) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def require_reachable(path: Path, account: tuple[int, int] | None) -> None:
+    """Check the server's OS user can search every directory down to ``path``.
+
+    Raises:
+        ConfigError: a directory on the way is closed to it (names it and the fix).
+    """
+    if account is None:
+        return
+    uid, gid = account
+    for directory in [*reversed(path.absolute().parents), path.absolute()]:
+        if not directory.exists():
+            return
+        st = directory.stat()
+        bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == gid else 0o001
+        if not st.st_mode & bit:
+            raise ConfigError(
+                f"the server's OS user (uid {uid}) cannot reach {path}: {directory} is not "
+                "searchable by it; chmod o+x it or choose another directory"
+            )
+
+
 def give_tree(path: Path, account: tuple[int, int] | None) -> None:
     """chown ``path`` and everything under it to ``account`` (no-op for None)."""
     if account is None:

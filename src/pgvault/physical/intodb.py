@@ -77,6 +77,7 @@ def run(
     work = Path(settings.home).absolute() / "restores" / names.new_id()
     work.mkdir(parents=True, mode=0o700)
     account = cluster.server_account(settings)
+    cluster.give_tree(work, account)
     sockets = Path(tempfile.mkdtemp(prefix="pgv-"))  # short: sun_path holds 107 bytes
     try:
         if account is not None:

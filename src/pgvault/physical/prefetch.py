@@ -1,7 +1,7 @@
 """Serving WAL to a recovering server: fetched ahead, in parallel, through a spool.
 
 The recovering server's ``restore_command`` is a small shell script (written here) that
-asks for one file by creating ``want/<name>`` and waits for the pgvault process to answer
+asks for one file by appending its name to ``requests`` and waits for pgvault to answer
 with ``ready/<name>`` (copied to ``%p``), ``absent/<name>`` (not archived: the normal end
 of the archive, or a history file that does not exist) or ``missing/<name>`` (archived or
 expected but unreadable: deleted from storage, corrupt, or a gap). Meanwhile pgvault fetches
@@ -45,11 +45,11 @@ SCRIPT = """#!/bin/sh
 d={spool}
 f="$1"
 case "$f" in *[!0-9A-Za-z.]*|'') exit 1;; esac
-: > "$d/want/$f" || exit 1
+printf '%s\n' "$f" >> "$d/requests" || exit 1
 while :; do
-  if [ -f "$d/ready/$f" ]; then rm -f "$d/want/$f"; exec cp "$d/ready/$f" "$2"; fi
-  if [ -f "$d/absent/$f" ] || [ -f "$d/missing/$f" ]; then rm -f "$d/want/$f"; exit 1; fi
-  if [ ! -d /proc/{pid} ] || [ -f "$d/stopped" ] || [ ! -d "$d/want" ]; then exit 200; fi
+  if [ -f "$d/ready/$f" ]; then exec cp "$d/ready/$f" "$2"; fi
+  if [ -f "$d/absent/$f" ] || [ -f "$d/missing/$f" ]; then exit 1; fi
+  if [ ! -d /proc/{pid} ] || [ -f "$d/stopped" ] || [ ! -d "$d/ready" ]; then exit 200; fi
   sleep 0.05
 done
 """
@@ -107,13 +107,15 @@ class WalServer:
 
     def start(self) -> None:
         """Create the spool and its script, start fetching ahead and answering."""
-        for sub in ("", "want", "ready", "absent", "missing"):
+        for sub in ("", "ready", "absent", "missing"):
             path = self.spool / sub
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._give(path)
         self.script.write_text(SCRIPT.format(pid=os.getpid(), spool=shlex.quote(str(self.spool))))
         self.script.chmod(0o700)
         self._give(self.script)
+        (self.spool / "requests").write_text("")
+        self._give(self.spool / "requests")
         self._ahead(self.first)
         self._thread.start()
 
@@ -131,12 +133,17 @@ class WalServer:
             os.chown(path, *self.account)
 
     def _loop(self) -> None:
+        offset = 0
         while not self._stop.wait(POLL_SECONDS):
             try:
-                wanted = sorted(os.listdir(self.spool / "want"))
+                with open(self.spool / "requests", "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
             except OSError:
                 continue
-            for name in wanted:
+            cut = data.rfind(b"\n") + 1
+            offset += cut
+            for name in data[:cut].decode("ascii", "replace").split():
                 if name not in self._answered:
                     self._answer(name)
                 elif (
@@ -144,6 +151,7 @@ class WalServer:
                     and not self._served(name)
                     and self._jobs.get(name, _DONE).done()
                 ):
+                    self.requested.append(name)
                     self._fetch(name)  # asked again after its copy was pruned
 
     def _served(self, name: str) -> bool:

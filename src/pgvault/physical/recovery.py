@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 TargetKind = Literal["time", "lsn", "name", "latest"]
 MARK = "# pgvault point-in-time restore"
+WAL_SPOOL = "pgvault_restore_wal"
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ def run(
     """
     account = cluster.server_account(settings)
     into = recovery.into
+    cluster.require_reachable(into.parent, account)
     work = Path(settings.home).absolute() / "restores" / names.new_id()
     prepare_directory(into)
     prepare_directory(work)
@@ -304,9 +306,8 @@ def run(
         r.name: r for r in rows.segments(catalog, system_identifier=recovery.system_identifier)
     }
     first = walnames.parse_segment(recovery.first_segment, recovery.segment_size)
-    wal = WalServer(
-        settings, known, first, recovery.segment_size, work / "wal", request.decrypt, account
-    )
+    spool = into / WAL_SPOOL  # inside DIR: wherever DIR is, its server user reaches it
+    wal = WalServer(settings, known, first, recovery.segment_size, spool, request.decrypt, account)
     server = Server(into, recovery.major, into / "log" / "pgvault-recovery.log", account)
     ok = False
     try:
@@ -331,6 +332,7 @@ def run(
             server.stop()
         wal.stop()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
         if ok and not request.keep_running:
             server.stop()
         if not ok:
