@@ -146,9 +146,16 @@ def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServ
 def _pitr_source(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bindir: Path
 ) -> PgCluster:
+    import tempfile
+
     from support.pitr import start_source
 
-    cluster = start_source(bindir, tmp_path_factory.mktemp(f"pitr{bindir.parent.name}"))
+    # Not under /tmp/pytest-of-root: every pytest session starting on the machine resets it
+    # to 0700, and the server reads global/pg_control by its absolute path for
+    # pg_control_system(), which pgvault calls.
+    workdir = Path(tempfile.mkdtemp(prefix=f"pgv-pitr{bindir.parent.name}-"))
+    workdir.chmod(0o711)
+    cluster = start_source(bindir, workdir)
     request.addfinalizer(cluster.destroy)
     return cluster
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from support.pgcluster import PgCluster
 from support.pitr import (
     STAMPS,
     Pitr,
+    allow_marks,
     insert_batch,
     pitr_env,
     query,
@@ -55,9 +55,9 @@ def _between_batches(env: Pitr) -> str:
     return moment.isoformat(sep=" ")
 
 
-def test_restore_to_a_time_then_to_latest(source: PgCluster, tmp_path: Path) -> None:
+def test_restore_to_a_time_then_to_latest(source: PgCluster) -> None:
     dbname = _database(source)
-    with pitr_env(source, tmp_path, dbname) as env:
+    with pitr_env(source, dbname) as env:
         env.start_stream()
         record = basebackup.create(
             env.settings, env.catalog, basebackup.PhysicalBackupRequest(target=env.target)
@@ -67,7 +67,7 @@ def test_restore_to_a_time_then_to_latest(source: PgCluster, tmp_path: Path) -> 
         target_time = _between_batches(env)
         env.switch_and_wait()
 
-        into = tmp_path / "at-t"
+        into = env.work / "at-t"
         done = env.cli(
             "restore",
             "--database",
@@ -99,7 +99,7 @@ def test_restore_to_a_time_then_to_latest(source: PgCluster, tmp_path: Path) -> 
         finally:
             stop_recovered(env.settings, into, source.major)
 
-        latest = tmp_path / "latest"
+        latest = env.work / "latest"
         request = recovery.RecoveryRequest(
             target=env.target,
             recovery_target=recovery.parse_target(latest=True),
@@ -115,11 +115,9 @@ def test_restore_to_a_time_then_to_latest(source: PgCluster, tmp_path: Path) -> 
             stop_recovered(env.settings, latest, source.major)
 
 
-def test_a_missing_segment_is_named_with_the_reachable_time(
-    pitr18: PgCluster, tmp_path: Path
-) -> None:
+def test_a_missing_segment_is_named_with_the_reachable_time(pitr18: PgCluster) -> None:
     dbname = _database(pitr18)
-    with pitr_env(pitr18, tmp_path, dbname) as env:
+    with pitr_env(pitr18, dbname) as env:
         env.start_stream()
         basebackup.create(
             env.settings, env.catalog, basebackup.PhysicalBackupRequest(target=env.target)
@@ -133,7 +131,7 @@ def test_a_missing_segment_is_named_with_the_reachable_time(
         record = next(r for r in rows.segments(env.catalog, database=env.name) if r.name == lost)
         storage.resolve(env.settings, record.storage).delete(record.storage_key)
 
-        into = tmp_path / "restored"
+        into = env.work / "restored"
         done = env.cli(
             "restore",
             "--database",
@@ -155,9 +153,10 @@ def test_a_missing_segment_is_named_with_the_reachable_time(
         assert not into.exists()  # the half-recovered directory is gone
 
 
-def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster, tmp_path: Path) -> None:
+def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster) -> None:
     dbname = _database(pitr18)
-    with pitr_env(pitr18, tmp_path, dbname) as env:
+    allow_marks(pitr18, dbname)
+    with pitr_env(pitr18, dbname) as env:
         env.start_stream()
         basebackup.create(
             env.settings, env.catalog, basebackup.PhysicalBackupRequest(target=env.target)
@@ -182,7 +181,7 @@ def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster, tmp_path: 
         assert status["streaming"] is True and status["archived_segments"] >= 2
         assert status["lag_bytes"] < 2 * 16 * 1024 * 1024 and status["gaps"] == []
 
-        into = tmp_path / "marked"
+        into = env.work / "marked"
         done = env.cli(
             "restore",
             "--database",

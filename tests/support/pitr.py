@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -46,15 +48,17 @@ def start_source(bindir: Path, workdir: Path) -> PgCluster:
         cluster.psql("SELECT pg_reload_conf()")
     cluster.psql(
         f"CREATE ROLE {BACKUP_ROLE} LOGIN REPLICATION PASSWORD '{BACKUP_PASSWORD}';\n"
-        f"GRANT pg_read_all_data TO {BACKUP_ROLE};\n"
-        f"GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO {BACKUP_ROLE};"
-    )
-    # function privileges live in each database: new databases copy template1's
-    cluster.psql(
-        f"GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO {BACKUP_ROLE}",
-        dbname="template1",
+        f"GRANT pg_read_all_data TO {BACKUP_ROLE};"
     )
     return cluster
+
+
+def allow_marks(cluster: PgCluster, dbname: str) -> None:
+    """Let the backup role create restore points when connected to ``dbname`` (function
+    privileges live in each database)."""
+    cluster.psql(
+        f"GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO {BACKUP_ROLE}", dbname=dbname
+    )
 
 
 def server_settings() -> dict[str, Any]:
@@ -72,6 +76,7 @@ class Pitr:
     catalog: Catalog
     name: str
     dbname: str
+    work: Path
     streams: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
 
     @property
@@ -97,14 +102,15 @@ class Pitr:
         env.update(PGVAULT_HOME=str(self.home), PGPASSWORD=BACKUP_PASSWORD)
         return env
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run ``pgvault *args`` with this home and its ``pgvault.toml`` (written first)."""
+    def cli(self, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``pgvault *args`` with this home and its ``pgvault.toml`` (written first);
+        ``env`` adds variables (e.g. the PGPASSWORD of a ``--to`` URL)."""
         (self.home / "pgvault.toml").write_text(self.config_toml())
         return subprocess.run(
             [str(PGVAULT), *args],
             capture_output=True,
             text=True,
-            env=self.cli_env(),
+            env={**self.cli_env(), **env},
             cwd=self.home,
             timeout=timeout,
             check=False,
@@ -142,7 +148,10 @@ class Pitr:
 
     def switch_and_wait(self) -> str:
         """``pg_switch_wal()`` and wait until the finished segment is in the archive."""
-        name = self.cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
+        name = self.cluster.psql(
+            "SELECT pg_logical_emit_message(false, 'pgvault-test', 'switch');\n"
+            "SELECT pg_walfile_name(pg_switch_wal())"
+        ).splitlines()[-1]
         self.wait_for(lambda: self.archived(name), f"WAL segment {name} to be archived")
         return name
 
@@ -150,13 +159,13 @@ class Pitr:
         """Whether the catalog has the WAL file ``name`` of this database."""
         return any(r.name == name for r in rows.segments(self.catalog, database=self.name))
 
-    @staticmethod
-    def wait_for(check: Any, what: str, seconds: float = WAIT_SECONDS) -> None:
+    def wait_for(self, check: Any, what: str, seconds: float = WAIT_SECONDS) -> None:
         """Poll ``check()`` until true (an event, not a duration, ends the wait)."""
         deadline = time.monotonic() + seconds
         while not check():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
+                tail = self.cluster._log_tail(15)
+                raise AssertionError(f"timed out waiting for {what}; server log:\n{tail}")
             time.sleep(0.1)
 
     def drop_slot(self) -> None:
@@ -167,12 +176,16 @@ class Pitr:
         )
 
 
-def make_pitr(cluster: PgCluster, tmp_path: Path, dbname: str, **extra: Any) -> Pitr:
-    """A pgvault home under ``tmp_path`` with ``[databases.<name>]`` for ``dbname``."""
-    ensure_traversable(tmp_path)
+def make_pitr(cluster: PgCluster, dbname: str, **extra: Any) -> Pitr:
+    """A pgvault home with ``[databases.<name>]`` for ``dbname``, in a fresh directory under
+    /tmp that the server user can search (pytest's ``/tmp/pytest-of-root`` is 0700 and is
+    reset to it by every pytest session that starts on this machine)."""
+    work = Path(tempfile.mkdtemp(prefix="pgv-pitr-"))
+    work.chmod(0o711)
+    ensure_traversable(work)
     name = f"app{secrets.token_hex(3)}"
-    home = tmp_path / "home"
-    secret = tmp_path / "backup.pass"
+    home = work / "home"
+    secret = work / "backup.pass"
     secret.write_text(BACKUP_PASSWORD + "\n")
     secret.chmod(0o600)
     db = {
@@ -182,19 +195,22 @@ def make_pitr(cluster: PgCluster, tmp_path: Path, dbname: str, **extra: Any) -> 
         **extra.pop("db", {}),
     }
     settings = load_settings(home=home, databases={name: db}, **server_settings(), **extra)
-    return Pitr(cluster, home, settings, Catalog.open(settings.catalog_location), name, dbname)
+    catalog = Catalog.open(settings.catalog_location)
+    return Pitr(cluster, home, settings, catalog, name, dbname, work)
 
 
 @contextmanager
-def pitr_env(cluster: PgCluster, tmp_path: Path, dbname: str, **extra: Any) -> Iterator[Pitr]:
-    """:func:`make_pitr`, with streams stopped and the slot dropped afterwards."""
-    env = make_pitr(cluster, tmp_path, dbname, **extra)
+def pitr_env(cluster: PgCluster, dbname: str, **extra: Any) -> Iterator[Pitr]:
+    """:func:`make_pitr`, with streams stopped, the slot dropped and the directory removed
+    afterwards."""
+    env = make_pitr(cluster, dbname, **extra)
     try:
         yield env
     finally:
         env.stop_streams()
         env.drop_slot()
         env.catalog.engine.dispose()
+        shutil.rmtree(env.work, ignore_errors=True)
 
 
 def query(cluster: PgCluster, port: int, dbname: str, sql: str) -> str:

@@ -428,6 +428,12 @@ def restore(
     DIR) or of one database into --to URL."""
     when = wal.PointInTime(target_time, target_lsn, target_name, latest, into, port)
     if physical or when.wanted():
+        swap = {
+            "jobs": jobs,
+            "no_owner": no_owner,
+            "safety_backup": not no_safety_backup,
+            "drop_previous": drop_previous,
+        }
         return wal.restore_to_point(
             ctx,
             when,
@@ -435,8 +441,8 @@ def restore(
             to=to,
             yes=yes,
             identity=identity,
-            jobs=jobs,
             as_json=as_json,
+            swap_options=swap,
         )
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -251,11 +251,13 @@ def restore_to_point(
     to: str | None,
     yes: bool,
     identity: Path | None,
-    jobs: int | None,
     as_json: bool,
+    swap_options: dict[str, Any] | None = None,
 ) -> None:
     """``restore --physical --database NAME --target-... --into DIR [--port N]`` (a new
-    cluster) or ``restore --database NAME --target-... --to URL`` (one database)."""
+    cluster) or ``restore --database NAME --target-... --to URL`` (one database);
+    ``swap_options`` are the swap restore's (``jobs``, ``no_owner``, ``safety_backup``,
+    ``drop_previous``)."""
     settings = settings_of(ctx)
     if database is None:
         raise ConfigError("a point-in-time restore needs --database NAME (its WAL archive)")
@@ -294,7 +296,7 @@ def restore_to_point(
         typed = typer.prompt(f"this replaces database {dbname!r}; type its name to go on")
         if typed != dbname:
             raise ConfigError("the name typed does not match; nothing was restored")
-    swap = restores.RestoreRequest(target=destination, confirm=dbname, jobs=jobs)
+    swap = restores.RestoreRequest(target=destination, confirm=dbname, **(swap_options or {}))
     done = intodb.run(
         settings, catalog, source, target, swap, decrypt=decrypt, progress=render.info
     )

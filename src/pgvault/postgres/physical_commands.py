@@ -20,7 +20,7 @@ def pg_receivewal_command(
     directory: Path,
     *,
     slot: str,
-    status_interval: int = 10,
+    status_interval: int = 2,
 ) -> list[str]:
     """``pg_receivewal`` streaming into ``directory`` on replication slot ``slot``.
 
