@@ -22,6 +22,7 @@ from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import ArchiveError
 from pgvault.physical import archive as wal_archive
 from pgvault.physical import basebackup, recovery, retention, walops
+from pgvault.physical import verify as physical_verify
 from pgvault.physical.receiver import PID_FILE, spool_dir
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
@@ -188,6 +189,9 @@ def test_incremental_chain_restores_identical(pitr18: PgCluster, fresh_pagila: F
         )
         assert second.size_bytes is not None and full.size_bytes is not None
         assert second.size_bytes < full.size_bytes
+        checked = physical_verify.verify(env.settings, env.catalog, env.target, second.id)
+        assert checked.ok and "every file matches the manifest" in checked.detail
+        assert rows.get_backup(env.catalog, second.id).verify_status == "ok"
         expected = database_fingerprint(pitr18, dbname)
         into = env.work / "combined"
         result = _recover_latest(env, into)

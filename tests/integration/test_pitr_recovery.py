@@ -181,6 +181,11 @@ def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster) -> None:
         assert status["streaming"] is True and status["archived_segments"] >= 2
         assert status["lag_bytes"] < 2 * 16 * 1024 * 1024 and status["gaps"] == []
 
+        backup_id = rows.list_backups(env.catalog, database=env.name)[0].id
+        proven = env.cli("wal", "verify", backup_id, "--database", env.name, "--full", "--json")
+        assert proven.returncode == 0, proven.stderr
+        counts = json.loads(proven.stdout)["row_counts"]
+        assert counts == {"public.stamps": 0}  # the table was empty when the backup ended
         into = env.work / "marked"
         done = env.cli(
             "restore",

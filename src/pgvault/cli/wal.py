@@ -37,6 +37,7 @@ from pgvault.physical import (
     walnames,
     walops,
 )
+from pgvault.physical import verify as physical_verify
 from pgvault.restores import run as restores
 
 wal_app = typer.Typer(help="The WAL archive: streaming, pushing, fetching, restore points.")
@@ -161,6 +162,34 @@ def backups_(
             for b in found
         ),
     )
+
+
+@wal_app.command("verify")
+def verify_(
+    ctx: typer.Context,
+    backup_id: str,
+    database: DatabaseOpt,
+    full: Annotated[
+        bool, typer.Option(help="Also recover it privately, start it and count rows.")
+    ] = False,
+    identity: IdentityOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a base backup: stored sha256, pg_verifybackup of every file; --full recovers it."""
+    settings = settings_of(ctx)
+    target = databases.from_config(settings, database)
+    result = physical_verify.verify(
+        settings,
+        open_catalog(settings),
+        target,
+        backup_id,
+        full=full,
+        decrypt=_decryptor(settings, identity),
+    )
+    if as_json:
+        render.as_json(result)
+    else:
+        render.info(f"base backup {backup_id}: ok ({result.detail})")
 
 
 @wal_app.command("window")

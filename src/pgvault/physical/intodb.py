@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget, check_environment
 from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import Refused, RestoreError
-from pgvault.physical import cluster, recovery
+from pgvault.physical import cluster
+from pgvault.physical.private import private_cluster
 from pgvault.physical.recovery import RecoveryResult, RecoveryTarget
 from pgvault.postgres import server, tools
 from pgvault.postgres.commands import pg_dump_command
@@ -74,34 +74,20 @@ def run(
     """
     step = progress or (lambda _message: None)
     _precheck(settings, destination)
-    work = Path(settings.home).absolute() / "restores" / names.new_id()
-    work.mkdir(parents=True, mode=0o700)
-    account = cluster.server_account(settings)
-    cluster.give_tree(work, account)
-    sockets = Path(tempfile.mkdtemp(prefix="pgv-"))  # short: sun_path holds 107 bytes
+    dbname = source.conn.dbname
+    spool = Path(settings.home).absolute() / "restores" / (names.new_id() + "-dump")
+    spool.mkdir(parents=True, mode=0o700)
     try:
-        if account is not None:
-            cluster.give_tree(sockets, account)
-        request = recovery.RecoveryRequest(
-            target=source,
-            recovery_target=recovery_target,
-            into=work / "cluster",
-            decrypt=decrypt,
-            keep_running=True,
-            socket_dir=sockets,
-            local_trust=True,
-            listen=False,
-        )
-        plan = recovery.plan(settings, catalog, request)
         step(f"recovering {source.name} to {recovery_target.describe()} in a private cluster")
-        reached = recovery.run(settings, catalog, plan, request)
-        try:
-            dump = work / f"{source.conn.dbname}.dump"
-            step(f"dumping {source.conn.dbname} as it was at {reached.reached_time}")
-            _dump(settings, plan.major, sockets, reached.port, source, dump)
-        finally:
-            cluster.Server(plan.into, plan.major, plan.into / "log" / "x", account).stop()
-            shutil.rmtree(plan.into, ignore_errors=True)
+        with private_cluster(
+            settings, catalog, source, recovery_target, decrypt=decrypt
+        ) as recovered:
+            reached = recovered.reached
+            dump = spool / f"{dbname}.dump"
+            step(f"dumping {dbname} as it was at {reached.reached_time}")
+            with server.connect(recovered.conninfo("postgres")) as conn:
+                server.require_database(conn, dbname)
+            _dump(settings, recovered.plan.major, recovered.conninfo(dbname, superuser=True), dump)
         step(f"restoring it into {destination.target.conn.display()}")
         restored = restores.run(
             settings,
@@ -110,8 +96,7 @@ def run(
             progress=step,
         )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(sockets, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
     return IntoDatabaseResult(reached, restored)
 
 
@@ -124,20 +109,8 @@ def _precheck(settings: Settings, destination: restores.RestoreRequest) -> None:
         raise Refused(f"confirmation does not match: type the database name {dbname!r} to restore")
 
 
-def _dump(
-    settings: Settings, major: int, sockets: Path, port: int, source: DatabaseTarget, dump: Path
-) -> None:
-    """pg_dump -Fc of the source database from the temporary cluster, as its bootstrap
-    superuser (trust over the private socket), into ``dump``."""
-    user = source.conn.params.get("user") or "postgres"
-    local = ConnInfo(
-        params={"host": str(sockets), "port": str(port), "user": user, "dbname": "postgres"}
-    )
-    with server.connect(local) as conn:
-        row = conn.execute("SELECT rolname FROM pg_roles WHERE oid = 10").fetchone()
-        server.require_database(conn, source.conn.dbname)
-    superuser = str(row[0]) if row else user
-    info = ConnInfo(params={**local.params, "user": superuser, "dbname": source.conn.dbname})
+def _dump(settings: Settings, major: int, info: ConnInfo, dump: Path) -> None:
+    """``pg_dump -Fc`` of ``info``'s database into ``dump`` (0600)."""
     pg_dump = tools.choose("pg_dump", major, settings.bin_dir)
     argv = pg_dump_command(pg_dump.path, info.dsn(), dump_format="custom")
     with open(dump, "wb") as out:
@@ -145,4 +118,4 @@ def _dump(
         with Child(argv, env=cluster.server_env(), stdout=out) as child:
             child.check()
     if dump.stat().st_size == 0:
-        raise RestoreError(f"pg_dump of {source.conn.dbname} from the recovered cluster was empty")
+        raise RestoreError(f"pg_dump of {info.dbname} from the recovered cluster was empty")

@@ -43,7 +43,7 @@ from pgvault.physical.unpack import prepare_directory, restore_chain
 
 log = logging.getLogger(__name__)
 
-TargetKind = Literal["time", "lsn", "name", "latest"]
+TargetKind = Literal["time", "lsn", "name", "latest", "immediate"]
 MARK = "# pgvault point-in-time restore"
 WAL_SPOOL = "pgvault_restore_wal"
 
@@ -65,6 +65,8 @@ class RecoveryTarget:
             return f"lsn {walnames.format_lsn(self.lsn)}"
         if self.kind == "name":
             return f"restore point {self.name!r}"
+        if self.kind == "immediate":
+            return "the end of the base backup (immediate)"
         return "the end of the archive (latest)"
 
     def settings(self) -> dict[str, str]:
@@ -75,6 +77,8 @@ class RecoveryTarget:
             return {"recovery_target_lsn": walnames.format_lsn(self.lsn)}
         if self.kind == "name" and self.name is not None:
             return {"recovery_target_name": self.name}
+        if self.kind == "immediate":
+            return {"recovery_target": "immediate"}
         return {}
 
 
@@ -125,6 +129,7 @@ class RecoveryRequest:
         local_trust: replace ``pg_hba.conf`` with ``local all all trust`` (the private
             temporary cluster of ``--to URL``, reachable only through ``socket_dir``).
         timeout: seconds recovery may take (None: no limit).
+        backup_id: recover this base backup (its chain) instead of choosing by target.
     """
 
     target: DatabaseTarget
@@ -137,6 +142,7 @@ class RecoveryRequest:
     local_trust: bool = False
     listen: bool = True
     timeout: float | None = None
+    backup_id: str | None = None
 
 
 @dataclass
@@ -224,7 +230,12 @@ def plan(settings: Settings, catalog: Catalog, request: RecoveryRequest) -> Reco
     if request.into.exists() and (not request.into.is_dir() or any(request.into.iterdir())):
         raise RestoreError(f"{request.into} exists and is not empty: choose a new directory")
     database = request.target.name
-    newest = _choose(catalog, database, request.recovery_target)
+    if request.backup_id is not None:
+        newest = rows.get_backup(catalog, request.backup_id)
+        if newest.status != "completed":
+            raise RestoreError(f"base backup {newest.id} is {newest.status}, not completed")
+    else:
+        newest = _choose(catalog, database, request.recovery_target)
     chain = _chain(catalog, newest)
     assert newest.system_identifier is not None and newest.start_wal is not None
     archived = {r.name for r in rows.segments(catalog, system_identifier=newest.system_identifier)}
