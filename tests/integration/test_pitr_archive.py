@@ -20,6 +20,7 @@ from pgvault.catalog import physical as rows
 from pgvault.config.settings import StorageTargetSettings
 from pgvault.dumps.encryption import Decryptor
 from pgvault.errors import ArchiveError
+from pgvault.operations import monitoring, scheduler
 from pgvault.physical import archive as wal_archive
 from pgvault.physical import basebackup, recovery, retention, walops
 from pgvault.physical import verify as physical_verify
@@ -322,3 +323,35 @@ def test_retention_keeps_what_kept_backups_need(pitr18: PgCluster) -> None:
             assert query(pitr18, result.port, dbname, "SELECT count(*) FROM stamps") == "100"
         finally:
             stop_recovered(env.settings, env.work / "after-prune", 18)
+
+
+def test_the_scheduler_streams_and_takes_scheduled_base_backups(pitr18: PgCluster) -> None:
+    dbname = _stamps_db(pitr18)
+    db = {
+        "schedules": {"nightly": {"cron": "*/3 * * * * *", "physical": True}},
+        "retention": {"keep_last": 1},
+    }
+    scheduling = {"prune_cron": None, "misfire_grace_seconds": 1}
+    with pitr_env(pitr18, dbname, db=db, scheduler=scheduling) as env:
+        running = scheduler.start(env.settings, env.catalog)
+        try:
+            env.wait_for(lambda: env._streaming(), "the scheduler's WAL stream")
+
+            def two_backups() -> bool:
+                found = rows.list_backups(env.catalog, database=env.name, include_deleted=True)
+                return sum(b.status in ("completed", "deleted") for b in found) >= 2
+
+            env.wait_for(two_backups, "two scheduled base backups", seconds=120)
+        finally:
+            running.shutdown(60)
+        found = rows.list_backups(env.catalog, database=env.name, include_deleted=True)
+        ended = [b for b in found if b.status != "running"]
+        assert all(b.trigger == "scheduled" and b.labels["schedule"] == "nightly" for b in ended)
+        slots = [b.labels["scheduled_for"] for b in ended]
+        assert len(slots) == len(set(slots))  # one base backup per slot
+        assert [b.status for b in ended if b.status != "deleted"] == ["completed"]  # keep_last 1
+        assert rows.get_stream(env.catalog, env.name).status == "stopped"  # type: ignore[union-attr]
+        report = monitoring.health(env.settings, env.catalog)
+        mine = next(d for d in report.databases if d.database == env.name)
+        assert mine.last_backup_id == ended[0].id
+        assert any("no WAL stream is running" in r for r in mine.reasons)  # stopped with it

@@ -15,6 +15,7 @@ import pytest
 from pgvault import storage
 from pgvault.catalog import physical as rows
 from pgvault.errors import RestoreError
+from pgvault.operations import monitoring
 from pgvault.physical import basebackup, recovery
 from support.pgcluster import PgCluster
 from support.pitr import (
@@ -180,6 +181,15 @@ def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster) -> None:
             assert key in status
         assert status["streaming"] is True and status["archived_segments"] >= 2
         assert status["lag_bytes"] < 2 * 16 * 1024 * 1024 and status["gaps"] == []
+        mine = next(
+            d
+            for d in monitoring.health(env.settings, env.catalog).databases
+            if d.database == env.name
+        )
+        assert (mine.status, mine.reasons) == ("ok", [])
+        metrics = monitoring.metrics_text(env.settings, env.catalog).decode()
+        assert f'pgvault_wal_streaming{{database="{env.name}"}} 1.0' in metrics
+        assert f'pgvault_wal_gaps{{database="{env.name}"}} 0.0' in metrics
 
         backup_id = rows.list_backups(env.catalog, database=env.name)[0].id
         proven = env.cli("wal", "verify", backup_id, "--database", env.name, "--full", "--json")

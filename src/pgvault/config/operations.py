@@ -128,6 +128,12 @@ class ScheduleSettings(BaseModel):
     storage: str | None = Field(
         default=None, description="Storage target name or URL (default: the database's first)."
     )
+    physical: bool = Field(
+        default=False, description="A base backup (pg_basebackup) instead of a dump (pitr)."
+    )
+    incremental: bool = Field(
+        default=False, description="physical: against the previous base backup (17+)."
+    )
     retention: RetentionSettings | None = Field(
         default=None,
         description="Policy for this schedule's backups alone (default: the database's).",

@@ -32,6 +32,7 @@ from pgvault.catalog.tables import backups, restores
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import schedules
+from pgvault.physical import status as physical
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
@@ -182,6 +183,25 @@ def _database_names(settings: Settings, catalog: Catalog) -> list[str]:
     return sorted(set(settings.databases) | seen)
 
 
+def _with_physical(
+    settings: Settings, catalog: Catalog, entry: DatabaseHealth, has_dumps: bool, now: datetime
+) -> DatabaseHealth:
+    """Fold a ``pitr = true`` database's base backups and WAL archive into its health
+    (:func:`pgvault.physical.status.health`); with no dumps at all, its base backups are
+    its backups."""
+    level, reasons = physical.health(settings, catalog, entry.database, now)
+    newest = physical.newest_base_backup(catalog, entry.database)
+    if not has_dumps and newest is not None:
+        entry = DatabaseHealth(entry.database, "ok", [], entry.max_staleness_seconds)
+        entry.last_success_at = newest.finished_at
+        entry.last_backup_id, entry.last_size_bytes = newest.id, newest.size_bytes
+        entry.last_duration_seconds = newest.duration_seconds
+        entry.last_run_status, entry.last_run_at = newest.status, newest.started_at
+    entry.reasons += reasons
+    entry.status = max(entry.status, level, key=LEVELS.__getitem__)
+    return entry
+
+
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
     """The health of every configured or catalogued database.
 
@@ -194,7 +214,10 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
         db = settings.databases.get(name)
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
         rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
-        report.databases.append(assess(name, rows, max_staleness(settings, name, at), ratio, at))
+        entry = assess(name, rows, max_staleness(settings, name, at), ratio, at)
+        if db is not None and db.pitr:
+            entry = _with_physical(settings, catalog, entry, bool(rows), at)
+        report.databases.append(entry)
     report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
     return report
 
@@ -278,6 +301,7 @@ class CatalogCollector(Collector):
             if db.last_size_bytes is not None:
                 size.add_metric([db.database], db.last_size_bytes)
         yield from (success, duration, size, status)
+        yield from physical.metric_families(self.settings, self.catalog)
         yield self._backups_total()
         yield self._restores_total()
         yield self._deletions_total()

@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import psutil
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pgvault.catalog import Catalog
 from pgvault.catalog import physical as rows
 from pgvault.catalog.physical import WalSegmentRecord, WalStreamRecord
 from pgvault.config.settings import Settings
-from pgvault.databases import DatabaseTarget
+from pgvault.databases import DatabaseTarget, from_config
 from pgvault.errors import PgvaultError
 from pgvault.physical import archive as wal_archive
 from pgvault.physical import serverinfo, walnames
@@ -169,7 +170,12 @@ def health(
         return "ok", []
     levels: list[Level] = []
     reasons: list[str] = []
-    done = rows.list_backups(catalog, database=database, status="completed")
+    history = rows.list_backups(catalog, database=database)
+    ended = [b for b in history if b.status in ("completed", "failed", "interrupted")]
+    if ended and ended[0].status == "failed":
+        levels.append("critical")
+        reasons.append(f"last base backup {ended[0].id} failed: {ended[0].error or '?'}")
+    done = [b for b in history if b.status == "completed"]
     if not done:
         levels.append("critical")
         reasons.append("no completed physical base backup (pitr = true)")
@@ -198,3 +204,57 @@ def _after(gap: wal_archive.Gap, backup: rows.PhysicalBackupRecord) -> bool:
     if gap.system_identifier != backup.system_identifier or backup.start_wal is None:
         return False
     return gap.first > backup.start_wal
+
+
+def newest_base_backup(catalog: Catalog, database: str) -> rows.PhysicalBackupRecord | None:
+    """The newest completed base backup of ``database``, or None."""
+    done = rows.list_backups(catalog, database=database, status="completed")
+    return done[0] if done else None
+
+
+def metric_families(settings: Settings, catalog: Catalog) -> list[Metric]:
+    """Prometheus gauges of every ``pitr = true`` database (read from the catalog):
+    ``pgvault_wal_archived_segments``, ``pgvault_wal_last_archived_timestamp_seconds``,
+    ``pgvault_wal_lag_bytes`` and ``pgvault_wal_slot_retained_bytes`` (as of the stream's
+    last heartbeat), ``pgvault_wal_streaming`` (0/1) and ``pgvault_wal_gaps``."""
+    now = datetime.now(UTC)
+    families = {
+        "archived": GaugeMetricFamily(
+            "pgvault_wal_archived_segments", "WAL segments in the archive.", labels=["database"]
+        ),
+        "last": GaugeMetricFamily(
+            "pgvault_wal_last_archived_timestamp_seconds",
+            "Unix time the newest WAL segment was archived.",
+            labels=["database"],
+        ),
+        "lag": GaugeMetricFamily(
+            "pgvault_wal_lag_bytes",
+            "WAL written by the server and not yet archived (bytes).",
+            labels=["database"],
+        ),
+        "retained": GaugeMetricFamily(
+            "pgvault_wal_slot_retained_bytes",
+            "WAL the server keeps for pgvault's replication slot (bytes).",
+            labels=["database"],
+        ),
+        "streaming": GaugeMetricFamily(
+            "pgvault_wal_streaming", "1 when a WAL stream runs.", labels=["database"]
+        ),
+        "gaps": GaugeMetricFamily(
+            "pgvault_wal_gaps", "Gaps in the WAL archive.", labels=["database"]
+        ),
+    }
+    for name, db in sorted(settings.databases.items()):
+        if not db.pitr:
+            continue
+        found = wal_status(settings, catalog, from_config(settings, name), ask_server=False)
+        families["archived"].add_metric([name], found.archived_segments)
+        if found.last_archived_at is not None:
+            families["last"].add_metric([name], found.last_archived_at.timestamp())
+        if found.lag_bytes is not None:
+            families["lag"].add_metric([name], found.lag_bytes)
+        if found.slot_retained_bytes is not None:
+            families["retained"].add_metric([name], found.slot_retained_bytes)
+        families["streaming"].add_metric([name], int(beating(rows.get_stream(catalog, name), now)))
+        families["gaps"].add_metric([name], len(found.gaps))
+    return list(families.values())
