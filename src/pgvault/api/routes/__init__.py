@@ -12,6 +12,7 @@ from pgvault.api.routes.databases import router as databases_router
 from pgvault.api.routes.health import router as health_router
 from pgvault.api.routes.jobs import router as jobs_router
 from pgvault.api.routes.operations import router as operations_router
+from pgvault.api.routes.physical import router as physical_router
 from pgvault.api.routes.restores import router as restores_router
 from pgvault.api.routes.stats import router as stats_router
 from pgvault.api.routes.tokens import router as tokens_router
@@ -29,4 +30,5 @@ ROUTERS: list[APIRouter] = [
     stats_router,
     audit_router,
     operations_router,
+    physical_router,
 ]
