@@ -20,7 +20,7 @@ from pgvault.physical.basebackup import needed_segments, parse_manifest
 from pgvault.physical.cluster import RecoveryLog
 from pgvault.physical.recovery import conf_value, parse_target
 from pgvault.physical.retention import decide, wal_cutoffs
-from pgvault.physical.tarscan import TarTap
+from pgvault.physical.tarscan import TarExtractor, TarTap
 from pgvault.postgres import physical_commands as cmd
 
 MIB16 = 16 * 1024 * 1024
@@ -243,3 +243,59 @@ def test_command_lines() -> None:
         "/a",
         "/b",
     ]
+
+
+def _tar_with(*members: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return out.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mode = kind, size, 0o600
+    return info
+
+
+def test_extractor_writes_files_and_directories(tmp_path: Path) -> None:
+    stream = _tar({"PG_VERSION": b"18\n", "global/pg_control": b"c" * 8192})
+    with_dirs = _tar_with(_member("./global/", tarfile.DIRTYPE))[:512] + stream
+    extractor = TarExtractor(tmp_path)
+    for start in range(0, len(with_dirs), 700):
+        extractor.feed(with_dirs[start : start + 700])
+    extractor.close()
+    assert (tmp_path / "PG_VERSION").read_bytes() == b"18\n"
+    assert (tmp_path / "global" / "pg_control").read_bytes() == b"c" * 8192
+    assert extractor.files == 2
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (_member("../outside", size=1), "unsafe name"),
+        (_member("/etc/passwd", size=1), "unsafe name"),
+        (_member("base/../../x", size=1), "unsafe name"),
+        (_member("link", tarfile.SYMTYPE), "refused tar type"),
+        (_member("hard", tarfile.LNKTYPE), "refused tar type"),
+        (_member("dev", tarfile.CHRTYPE), "refused tar type"),
+    ],
+)
+def test_extractor_refuses_what_could_escape(
+    tmp_path: Path, member: tarfile.TarInfo, message: str
+) -> None:
+    member.linkname = "/etc" if member.issym() or member.islnk() else ""
+    root = tmp_path / "data"
+    root.mkdir()
+    with pytest.raises(ArchiveError, match=message):
+        TarExtractor(root).feed(_tar_with(member, data=b"x"))
+    assert list(root.iterdir()) == [] and not (tmp_path / "outside").exists()
+
+
+def test_extractor_notices_a_cut_stream(tmp_path: Path) -> None:
+    stream = _tar({"PG_VERSION": b"18\n" * 300})
+    extractor = TarExtractor(tmp_path)
+    extractor.feed(stream[:700])
+    with pytest.raises(ArchiveError, match="cut short"):
+        extractor.close()

@@ -121,7 +121,7 @@ def status_(ctx: typer.Context, database: DatabaseOpt, as_json: JsonOpt = False)
     if as_json:
         render.as_json(found)
         return
-    render.table(f"WAL archive of {database}", ("field", "value"), vars(found).items())
+    render.table(f"WAL archive of {database}", ("field", "value"), found.model_dump().items())
 
 
 @wal_app.command("mark")

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,13 +29,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pgvault import storage
 from pgvault.backups import naming as names
 from pgvault.catalog import Catalog, locks
 from pgvault.catalog import physical as rows
 from pgvault.catalog.physical import PhysicalBackupRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.errors import ArchiveError, BackupError, Busy, ConfigError, PgvaultError, ToolError
+from pgvault.errors import ArchiveError, BackupError, Busy, ConfigError, PgvaultError
 from pgvault.operations import notify
 from pgvault.physical import archive as wal_archive
 from pgvault.physical import serverinfo, walnames
@@ -167,7 +169,7 @@ def _create(
     store = wal_archive.wal_storage(settings, target)
     recipients = wal_archive.recipients_of(settings, target)
     store.check_writable()
-    tool = _basebackup_tool(identity.major, settings)
+    tool = tools.choose_matching("pg_basebackup", identity.major, settings.bin_dir)
     started = datetime.now(UTC)
     backup_id = names.new_id(started)
     prefix = backup_prefix(identity.system_identifier, backup_id)
@@ -228,23 +230,12 @@ def _create(
     return record
 
 
-def _basebackup_tool(major: int, settings: Settings) -> tools.Tool:
-    try:
-        return tools.choose_exact("pg_basebackup", major, settings.bin_dir)
-    except ToolError:
-        return tools.choose("pg_basebackup", major, settings.bin_dir)
-
-
 def _sha256(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 
 def _parent_manifest(settings: Settings, parent: PhysicalBackupRecord, tmp: Path) -> Path:
     """Download the parent's backup_manifest (checked against its sha256) for --incremental."""
-    from pgvault import storage
-
     if parent.manifest_key is None:
         raise ArchiveError(f"base backup {parent.id} has no stored backup_manifest")
     data = storage.resolve(settings, parent.storage).read_bytes(parent.manifest_key)

@@ -38,7 +38,7 @@ from pgvault.catalog import physical as rows
 from pgvault.catalog.physical import StreamStatus, WalStreamRecord
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.errors import Busy, ConfigError, PgvaultError, ToolError
+from pgvault.errors import Busy, ConfigError, PgvaultError
 from pgvault.operations import notify
 from pgvault.physical import archive as wal_archive
 from pgvault.physical import serverinfo, walnames
@@ -149,7 +149,9 @@ class WalStream:
             )
             self.state.system_identifier = identity.system_identifier
             self.state.started_at = datetime.now(UTC)
-            self.tool = _receivewal(identity.major, self.settings)
+            self.tool = tools.choose_matching(
+                "pg_receivewal", identity.major, self.settings.bin_dir
+            )
             stop_stale_receiver(self.spool)
             self.drain()
             try:
@@ -282,14 +284,6 @@ class WalStream:
         slot = serverinfo.slot_state(self.target.conn, self.slot)
         self.state.slot_retained_bytes = None if slot is None else slot.retained_bytes
         self.state.server_lsn = serverinfo.identify(self.target.conn).current_lsn
-
-
-def _receivewal(major: int, settings: Settings) -> tools.Tool:
-    """pg_receivewal of the server's major version, else the newest that is newer."""
-    try:
-        return tools.choose_exact("pg_receivewal", major, settings.bin_dir)
-    except ToolError:
-        return tools.choose("pg_receivewal", major, settings.bin_dir)
 
 
 def stop_stale_receiver(spool: Path) -> bool:

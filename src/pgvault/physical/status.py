@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import psutil
 from prometheus_client.core import GaugeMetricFamily, Metric
+from pydantic import BaseModel, Field
 
 from pgvault.catalog import Catalog
 from pgvault.catalog import physical as rows
@@ -35,8 +35,7 @@ Level = Literal["ok", "warning", "critical"]
 STALE_BEAT = timedelta(seconds=60)
 
 
-@dataclass
-class WalStatus:
+class WalStatus(BaseModel):
     """``pgvault wal status`` of one database (bytes; aware UTC times)."""
 
     database: str
@@ -49,7 +48,7 @@ class WalStatus:
     slot: str
     stream_status: str | None = None
     stream_error: str | None = None
-    gaps: list[str] = field(default_factory=list)
+    gaps: list[str] = Field(default_factory=list)
     server_error: str | None = None
 
 
@@ -109,8 +108,7 @@ def wal_status(
     return status
 
 
-@dataclass
-class RecoverableWindow:
+class RecoverableWindow(BaseModel):
     """The times ``database`` can be recovered to, UTC: ``start`` (the end of its oldest
     completed base backup) to ``end`` (when the last segment of the unbroken archive after
     it was archived: a few seconds past its last commit). None when nothing is recoverable.
@@ -120,7 +118,7 @@ class RecoverableWindow:
     start: datetime | None
     end: datetime | None
     base_backups: int
-    gaps: list[str] = field(default_factory=list)
+    gaps: list[str] = Field(default_factory=list)
 
 
 def recoverable_window(catalog: Catalog, database: str) -> RecoverableWindow:
@@ -131,7 +129,13 @@ def recoverable_window(catalog: Catalog, database: str) -> RecoverableWindow:
         if b.finished_at is not None and b.system_identifier is not None
     ]
     gaps = wal_archive.gaps(catalog, database=database)
-    window = RecoverableWindow(database, None, None, len(done), [g.describe() for g in gaps])
+    window = RecoverableWindow(
+        database=database,
+        start=None,
+        end=None,
+        base_backups=len(done),
+        gaps=[g.describe() for g in gaps],
+    )
     if not done:
         return window
     newest_backup = done[0]

@@ -45,9 +45,7 @@ class WriteChain:
             Encryptor(self._hashing, parse_recipients(recipients)) if recipients else None
         )
         sink = self._encryptor or self._hashing
-        self._top: Stage = (
-            _ThreadedZstd(sink, level, threads) if threads else compressor("zstd", level, sink)
-        )
+        self._top: Stage = compressor("zstd", level, sink, threads)
         self.fed = 0
 
     def write(self, data: bytes, /) -> int:
@@ -84,22 +82,6 @@ class WriteChain:
     def sha256(self) -> str:
         """sha256 of the stored bytes so far (hex)."""
         return self._hashing.sha256
-
-
-class _ThreadedZstd:
-    def __init__(self, sink: HashingWriter | Encryptor, level: int, threads: int) -> None:
-        self._sink = sink
-        params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads)
-        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
-
-    def write(self, data: bytes, /) -> int:
-        out = self._obj.compress(data)
-        if out:
-            self._sink.write(out)
-        return len(data)
-
-    def close(self) -> None:
-        self._sink.write(self._obj.flush())
 
 
 class ReadChain(io.RawIOBase):

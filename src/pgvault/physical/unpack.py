@@ -1,19 +1,19 @@
 """Turning stored base backups back into a data directory.
 
-A full backup is streamed from storage through sha256 -> [age] -> zstd into Python's
-``tarfile`` with the ``data`` extraction filter (PEP 706: no absolute paths, no ``..``, no
-links out of the directory, no device files), so an object from storage can never write
-outside the target. Its stored sha256 is compared with the catalog's before the directory
-is used. An incremental chain is unpacked backup by backup into a work directory, then
-``pg_combinebackup`` (PostgreSQL 17+) writes the data directory.
+A full backup is streamed from storage through sha256 -> [age] -> zstd into
+:class:`~pgvault.physical.tarscan.TarExtractor`, which accepts only regular files and
+directories with safe relative names (no links, no devices), so an object from storage can
+never write outside the target (``tarfile`` in stream mode copies its buffers for every
+member: 10x slower than ``zstd -dc | tar -x`` on a 330 MB backup). Its stored sha256 is
+compared with the catalog's before the directory is used. An incremental chain is unpacked
+backup by backup into a work directory, then ``pg_combinebackup`` (PostgreSQL 17+) writes
+the data directory.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,12 +23,13 @@ from pgvault.config.settings import Settings
 from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import ArchiveError
 from pgvault.physical.stream import ReadChain
+from pgvault.physical.tarscan import TarExtractor
 from pgvault.postgres import runner, tools
 from pgvault.postgres.physical_commands import pg_combinebackup_command
 
 log = logging.getLogger(__name__)
 
-READ_BUFFER = 4 * 1024 * 1024  # bytes
+READ_BUFFER = 1024 * 1024  # bytes
 
 
 def prepare_directory(path: Path) -> None:
@@ -63,14 +64,14 @@ def unpack(
         sha256=record.sha256,
         label=f"base backup {record.id}",
     )
-    with chain, io.BufferedReader(chain, READ_BUFFER) as buffered:
+    extractor = TarExtractor(into)
+    with chain:
         try:
-            with tarfile.open(fileobj=buffered, mode="r|") as tar:
-                tar.extractall(into, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+            while chunk := chain.read(READ_BUFFER):
+                extractor.feed(chunk)
+            extractor.close()
+        except OSError as exc:
             raise ArchiveError(f"base backup {record.id} cannot be unpacked: {exc}") from exc
-        while buffered.read(READ_BUFFER):
-            pass
         chain.check()
     for sub in ("pg_wal", "pg_wal/archive_status"):
         (into / sub).mkdir(mode=0o700, exist_ok=True)

@@ -193,3 +193,16 @@ def choose_exact(program: str, major: int, bin_dir: Path | None = None) -> Tool:
             f"or set bin_dir / {env_override_name(program)}"
         )
     return tools[0]
+
+
+def choose_matching(program: str, major: int, bin_dir: Path | None = None) -> Tool:
+    """``program`` of the server's own major when installed, else the newest newer one
+    (pg_basebackup, pg_receivewal: the issue asks for the server's version first).
+
+    Raises:
+        ToolError: neither is installed.
+    """
+    try:
+        return choose_exact(program, major, bin_dir)
+    except ToolError:
+        return choose(program, major, bin_dir)

@@ -38,33 +38,6 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WalStatusOut(BaseModel):
-    """``wal status`` of one database (bytes; UTC times)."""
-
-    database: str
-    streaming: bool
-    last_archived_segment: str | None
-    last_archived_at: datetime | None
-    lag_bytes: int | None
-    slot_retained_bytes: int | None
-    archived_segments: int
-    slot: str
-    stream_status: str | None
-    stream_error: str | None
-    gaps: list[str]
-    server_error: str | None
-
-
-class WindowOut(BaseModel):
-    """The times a database can be recovered to (UTC); nulls when none."""
-
-    database: str
-    start: datetime | None
-    end: datetime | None
-    base_backups: int
-    gaps: list[str]
-
-
 class PhysicalBackupIn(_In):
     incremental: bool = Field(default=False, description="Against the previous one (17+).")
 
@@ -93,28 +66,32 @@ def _pitr(settings: Settings, name: str) -> databases.DatabaseTarget:
 
 
 @router.get(
-    "/databases/{name}/wal", response_model=WalStatusOut, dependencies=[require_role("viewer")]
+    "/databases/{name}/wal",
+    response_model=wal_status.WalStatus,
+    dependencies=[require_role("viewer")],
 )
 def get_wal_status(
     name: str,
     settings: SettingsDep,
     catalog: CatalogDep,
     live: bool = Query(False, description="Also ask the server (slot, lag) right now."),
-) -> WalStatusOut:
+) -> wal_status.WalStatus:
     """The WAL archive of a ``pitr = true`` database: streaming, last segment, lag, slot."""
     found = wal_status.wal_status(settings, catalog, _pitr(settings, name), ask_server=live)
-    return WalStatusOut.model_validate(vars(found))
+    return found
 
 
 @router.get(
     "/databases/{name}/recoverable-window",
-    response_model=WindowOut,
+    response_model=wal_status.RecoverableWindow,
     dependencies=[require_role("viewer")],
 )
-def get_window(name: str, settings: SettingsDep, catalog: CatalogDep) -> WindowOut:
+def get_window(
+    name: str, settings: SettingsDep, catalog: CatalogDep
+) -> wal_status.RecoverableWindow:
     """From the end of the oldest base backup to the end of the unbroken archive."""
     _pitr(settings, name)
-    return WindowOut.model_validate(vars(wal_status.recoverable_window(catalog, name)))
+    return wal_status.recoverable_window(catalog, name)
 
 
 @router.get(
