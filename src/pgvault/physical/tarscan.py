@@ -10,7 +10,7 @@ members asked for (the manifest, ``backup_label``), so nothing is read twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -107,13 +107,15 @@ class TarExtractor:
     extended headers are refused, so a stored object can never write outside ``root`` or
     through a link (what ``tarfile``'s ``data`` filter guards against, PEP 706). Modes keep
     the owner bits only; file data goes from the decompressed chunks straight to ``write``.
+    Each finished file is handed to ``finish`` (default: closed).
 
     Raises:
         ArchiveError: a member is of a refused type or name, or the stream ends early.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, finish: Callable[[BinaryIO], None] | None = None) -> None:
         self.root = root
+        self._finish = finish or (lambda handle: handle.close())
         self.files = 0
         self.ended = False
         self._header = bytearray()
@@ -182,7 +184,7 @@ class TarExtractor:
 
     def _close_member(self) -> None:
         if self._out is not None:
-            self._out.close()
+            self._finish(self._out)  # closes it (after an fsync, in unpack's syncer)
             self._out = None
 
     def close(self) -> None:
