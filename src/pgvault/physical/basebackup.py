@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int], None]
 WAL_WAIT_SECONDS = 120.0
+WAL_POLL_SECONDS = 0.1
 MANIFEST = "backup_manifest"
 
 
@@ -317,6 +318,7 @@ def _wait_for_wal(
     """
     assert record.system_identifier is not None
     deadline = time.monotonic() + wait_seconds
+    stop = cancel or threading.Event()
     for name in needed_segments(record):
         while rows.get_segment(catalog, record.system_identifier, name) is None:
             if time.monotonic() > deadline:
@@ -325,9 +327,8 @@ def _wait_for_wal(
                     f"within {wait_seconds:.0f} s: is 'pgvault wal stream --database "
                     f"{record.database}' running (or archive_command set)?"
                 )
-            if cancel is not None and cancel.wait(0.25):
+            if stop.wait(WAL_POLL_SECONDS):
                 raise _Cancelled("base backup cancelled while waiting for its WAL")
-            time.sleep(0.25)
 
 
 def remove_stored(store: Storage, record: PhysicalBackupRecord) -> None:

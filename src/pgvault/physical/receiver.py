@@ -99,7 +99,7 @@ def ready_files(spool: Path) -> list[Path]:
 class StreamOptions:
     """Timing of the supervisor, in seconds."""
 
-    poll_seconds: float = 0.5
+    poll_seconds: float = 0.2  # a listdir of the spool; also bounds the archive's lag
     heartbeat_seconds: float = 10.0
     backoff: Sequence[float] = BACKOFF_SECONDS
 
