@@ -169,6 +169,7 @@ def test_push_is_idempotent_and_fetch_gives_the_same_bytes(pitr18: PgCluster) ->
         assert refused.returncode == 2 and "not a WAL file name" in refused.stderr
 
 
+@pytest.mark.slow
 def test_incremental_chain_restores_identical(pitr18: PgCluster, fresh_pagila: FreshPagila) -> None:
     dbname = fresh_pagila(pitr18)
     with pitr_env(pitr18, dbname) as env:
@@ -203,6 +204,7 @@ def test_incremental_chain_restores_identical(pitr18: PgCluster, fresh_pagila: F
             stop_recovered(env.settings, into, 18)
 
 
+@pytest.mark.slow
 def test_one_database_at_a_time_into_another_server(
     pitr18: PgCluster,
     pg18: PgCluster,

@@ -154,6 +154,7 @@ def test_a_missing_segment_is_named_with_the_reachable_time(pitr18: PgCluster) -
         assert not into.exists()  # the half-recovered directory is gone
 
 
+@pytest.mark.slow
 def test_restore_to_a_restore_point_and_wal_status(pitr18: PgCluster) -> None:
     dbname = _database(pitr18)
     allow_marks(pitr18, dbname)

@@ -392,7 +392,8 @@ def restore(
     file: Annotated[Path | None, typer.Option("--file", help="A dump made elsewhere.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Target database URL.")] = None,
     database: Annotated[
-        str | None, typer.Option("--database", "-d", help="Target from config.")
+        str | None,
+        typer.Option("--database", "-d", help="Target from config (PITR: the source)."),
     ] = None,
     mode: Annotated[str, typer.Option(help="swap (default), clean or recreate.")] = "swap",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_restore.")] = None,
