@@ -36,6 +36,7 @@ TITLES: dict[NotifyEvent, str] = {
     "files_snapshot_succeeded": "snapshot of file set {db} completed",
     "files_restore_finished": "restore of file set {db} finished",
     "files_restore_failed": "restore of file set {db} failed",
+    "wal_gap": "the WAL archive of {db} has a gap",
 }
 
 
@@ -156,7 +157,7 @@ def send(settings: Settings, notice: Notice) -> bool:
             apprise.NotifyType.WARNING
             if notice.event.endswith("_held")
             else apprise.NotifyType.FAILURE
-            if notice.event.endswith(("_failed", "_lost"))
+            if notice.event.endswith(("_failed", "_lost", "_gap"))
             else apprise.NotifyType.SUCCESS
             if notice.event.endswith(("_succeeded", "_finished"))
             else apprise.NotifyType.INFO

@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from pgvault import __version__
-from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve
+from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve, wal
 from pgvault.cli import files as files_cli
 from pgvault.config.settings import load_settings
 from pgvault.errors import PgvaultError, exit_code
@@ -71,13 +71,14 @@ ops.register(app)  # history, health, prune, schedules, scheduler
 maintenance.register(app)  # doctor, catalog rebuild
 serve.register(app)  # serve, users, tokens, passkey-hash
 demo.register(app)  # demo
+wal.register(app)  # wal stream|push|fetch|status|mark|backups|window|verify|prune
 app.add_typer(
     files_cli.app, name="files", short_help="Snapshots of an app's uploaded files, with its backups"
 )
 
 ORDER = (
-    "demo backup restore list show verify download delete files stats history health prune "
-    "schedules doctor catalog serve scheduler users tokens passkey-hash"
+    "demo backup restore list show verify download delete files wal stats history health "
+    "prune schedules doctor catalog serve scheduler users tokens passkey-hash"
 ).split()
 """The order ``pgvault --help`` lists commands in: the everyday ones first, then
 unattended operation, maintenance and the service. Commands not named here follow."""

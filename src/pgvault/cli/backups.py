@@ -115,9 +115,20 @@ def backup(
     timeout: TimeoutOpt = None,
     no_globals: NoGlobalsOpt = False,
     encrypt_to: EncryptToOpt = None,
+    physical: Annotated[
+        bool, typer.Option("--physical", help="A base backup (pg_basebackup) for PITR.")
+    ] = False,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="--physical against the previous one (17+).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up a database into a storage target. With --all, every database of a server."""
+    """Back up a database into a storage target. With --all, every database of a server;
+    with --physical, a base backup for point-in-time recovery."""
+    if physical or incremental:
+        from pgvault.cli import wal
+
+        return wal.backup_physical(ctx, database, incremental, as_json)
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
 

@@ -49,7 +49,7 @@ DatabaseOpt = Annotated[
         "--database",
         "-d",
         help="A database named in the config: the target (unless --to) and, for "
-        "'latest', whose newest backup to restore.",
+        "'latest' and point-in-time recovery, the source.",
     ),
 ]
 
@@ -126,9 +126,38 @@ def restore(
     with_files: WithFilesOpt = False,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
+    physical: Annotated[bool, typer.Option("--physical", help="PITR into --into DIR.")] = False,
+    target_time: Annotated[str | None, typer.Option(help="PITR: '2026-12-01 14:32:05+00'.")] = None,
+    target_lsn: Annotated[str | None, typer.Option(help="PITR: an LSN such as 0/3000028.")] = None,
+    target_name: Annotated[str | None, typer.Option(help="PITR: a 'wal mark' name.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="PITR: the archive's end.")] = False,
+    into: Annotated[Path | None, typer.Option(help="PITR: new data directory.")] = None,
+    port: Annotated[int | None, typer.Option(help="PITR: port of the recovered server.")] = None,
 ) -> None:
     """Restore a backup or a dump file into a database, safely. Swap mode never touches the
-    live database until the restored copy is proven."""
+    live database until the restored copy is proven; with --target-time, --target-lsn,
+    --target-name or --latest: point-in-time recovery, into a new cluster (--physical --into
+    DIR) or of one database into --to URL."""
+    from pgvault.cli import wal
+
+    when = wal.PointInTime(target_time, target_lsn, target_name, latest, into, port)
+    if physical or when.wanted():
+        swap = {
+            "jobs": jobs,
+            "no_owner": no_owner,
+            "safety_backup": not no_safety_backup,
+            "drop_previous": drop_previous,
+        }
+        return wal.restore_to_point(
+            ctx,
+            when,
+            database=database,
+            to=to,
+            yes=yes,
+            identity=identity,
+            as_json=as_json,
+            swap_options=swap,
+        )
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")

@@ -46,6 +46,7 @@ NotifyEvent = Literal[
     "files_snapshot_succeeded",
     "files_restore_finished",
     "files_restore_failed",
+    "wal_gap",
 ]
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "backup_failed",
@@ -58,6 +59,7 @@ DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "files_snapshot_failed",
     "files_restore_finished",
     "files_restore_failed",
+    "wal_gap",
 )
 """Events sent unless a ``notifications.events`` list says otherwise (success is opt-in)."""
 
@@ -243,6 +245,12 @@ class ScheduleSettings(BaseModel):
     schemas: list[str] = Field(default_factory=list, description="Only these schemas.")
     storage: str | None = Field(
         default=None, description="Storage target name or URL (default: the database's first)."
+    )
+    physical: bool = Field(
+        default=False, description="A base backup (pg_basebackup) instead of a dump (pitr)."
+    )
+    incremental: bool = Field(
+        default=False, description="physical: against the previous base backup (17+)."
     )
     retention: RetentionSettings | None = Field(
         default=None,

@@ -151,6 +151,23 @@ class DatabaseSettings(BaseModel):
         description="argon2 hash of a restore passkey ('pgvault passkey-hash'); when set, "
         "every restore into this database must give the passkey.",
     )
+    pitr: bool = Field(
+        default=False,
+        description="Stream this server's WAL (pgvault wal stream) and allow physical backups.",
+    )
+    wal_storage: list[str] = Field(
+        default_factory=list,
+        description="Storage target (name or URL; the first is used) of the WAL archive and "
+        "base backups; default: the database's storage.",
+    )
+    replication_slot: str | None = Field(
+        default=None, description="Physical replication slot of the stream; default pgvault_<name>."
+    )
+    slot_warning_mib: int = Field(
+        default=1024,
+        ge=1,
+        description="Health warning when the replication slot retains more WAL than this (MiB).",
+    )
     require_recent_backup_minutes: int | None = Field(
         default=None,
         ge=1,
@@ -268,6 +285,12 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
     files: dict[str, FileSetSettings] = Field(
         default_factory=dict, description="File sets ([files.NAME]): uploaded files to snapshot."
+    )
+    server_os_user: str | None = Field(
+        default=None,
+        description="OS user that runs the PostgreSQL servers pgvault starts itself (recovery, "
+        "the demo) when pgvault runs as root (PostgreSQL refuses root); default: a system user "
+        "'pgvault', created when missing.",
     )
 
     @field_validator("age_recipients", mode="before")

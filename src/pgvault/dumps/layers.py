@@ -86,11 +86,13 @@ class _ZlibWriter:
 
 
 class _ZstdWriter:
-    def __init__(self, sink: Sink, level: int) -> None:
+    def __init__(self, sink: Sink, level: int, threads: int = 0) -> None:
         self._sink = sink
-        # Single-threaded: pg_dump and the server already use the other core; zstd worker
-        # threads gained nothing and cost ~40 MiB (bench/RESULTS.md, c0 vs c3).
-        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
+        # Dumps: single-threaded: pg_dump and the server already use the other core; zstd
+        # worker threads gained nothing and cost ~40 MiB (bench/RESULTS.md, c0 vs c3).
+        # Base backups pass threads=2: pg_basebackup needs little CPU (bench_pitr.py).
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads)
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def write(self, data: bytes, /) -> int:
         out = self._obj.compress(data)
@@ -113,8 +115,9 @@ class _PassThrough:
         """Nothing to flush."""
 
 
-def compressor(method: str, level: int | None, sink: Sink) -> Stage:
-    """A stage compressing with ``zstd`` (one frame), ``gzip`` (RFC 1952) or ``none``.
+def compressor(method: str, level: int | None, sink: Sink, threads: int = 0) -> Stage:
+    """A stage compressing with ``zstd`` (one frame; ``threads`` worker threads, 0: in the
+    caller's thread), ``gzip`` (RFC 1952) or ``none``.
 
     The output is what the ``zstd -d`` / ``gunzip`` command line tools read.
 
@@ -122,7 +125,7 @@ def compressor(method: str, level: int | None, sink: Sink) -> Stage:
         ConfigError: an unknown method.
     """
     if method == "zstd":
-        return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level)
+        return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level, threads)
     if method == "gzip":
         return _ZlibWriter(sink, DEFAULT_LEVELS["gzip"] if level is None else level)
     if method == "none":

@@ -34,6 +34,7 @@ from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import file_health as files_health
 from pgvault.operations import prune, schedules
+from pgvault.physical import status as physical
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
@@ -189,6 +190,25 @@ def _database_names(settings: Settings, catalog: Catalog) -> list[str]:
     return sorted(set(settings.databases) | catalog.backup_databases())
 
 
+def _with_physical(
+    settings: Settings, catalog: Catalog, entry: DatabaseHealth, has_dumps: bool, now: datetime
+) -> DatabaseHealth:
+    """Fold a ``pitr = true`` database's base backups and WAL archive into its health
+    (:func:`pgvault.physical.status.health`); with no dumps at all, its base backups are
+    its backups."""
+    level, reasons = physical.health(settings, catalog, entry.database, now)
+    newest = physical.newest_base_backup(catalog, entry.database)
+    if not has_dumps and newest is not None:
+        entry = DatabaseHealth(entry.database, "ok", [], entry.max_staleness_seconds)
+        entry.last_success_at = newest.finished_at
+        entry.last_backup_id, entry.last_size_bytes = newest.id, newest.size_bytes
+        entry.last_duration_seconds = newest.duration_seconds
+        entry.last_run_status, entry.last_run_at = newest.status, newest.started_at
+    entry.reasons += reasons
+    entry.status = max(entry.status, level, key=LEVELS.__getitem__)
+    return entry
+
+
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
     """The health of every configured or catalogued database.
 
@@ -202,6 +222,8 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
         rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
         judged = assess(name, rows, max_staleness(settings, name, at), ratio, at)
+        if db is not None and db.pitr:
+            judged = _with_physical(settings, catalog, judged, bool(rows), at)
         hold = prune.hold_of(settings, name, rows, at)
         if hold is not None:
             judged.reasons.append(f"retention held: {hold}; nothing is deleted")
@@ -340,6 +362,7 @@ class CatalogCollector(Collector):
             if db.last_size_bytes is not None:
                 size.add_metric([db.database], db.last_size_bytes)
         yield from (success, duration, size, status)
+        yield from physical.metric_families(self.settings, self.catalog)
         yield self._backups_total()
         yield self._restores_total()
         yield self._deletions_total()

@@ -48,6 +48,7 @@ from pgvault.files import notices
 from pgvault.operations import file_retention as files_retention
 from pgvault.operations import file_schedules as files_schedules
 from pgvault.operations import monitoring, prune, verify
+from pgvault.operations import physical_schedules as scheduled
 from pgvault.operations.retention import SCHEDULE_LABEL
 from pgvault.operations.schedules import Schedule, configured, latest_fire_time
 from pgvault.postgres import conninfo
@@ -81,6 +82,8 @@ class Scheduler:
         self._idle = threading.Condition()
         self._stopping = False
         self._health: dict[str, monitoring.Status] = {}
+        self._stop_streams = threading.Event()
+        self._streams: list[threading.Thread] = []
         options = settings.scheduler
         self._aps = BackgroundScheduler(
             timezone=UTC,
@@ -108,6 +111,7 @@ class Scheduler:
             name="freshness",
         )
         self._aps.start()
+        self._streams = scheduled.start_streams(self.settings, self.catalog, self._stop_streams)
         monitoring.set_scheduler_running(True)
         now = datetime.now(UTC)
         for s in self.schedules:
@@ -135,6 +139,7 @@ class Scheduler:
             else (grace_seconds)
         )
         self._stopping = True
+        self._stop_streams.set()
         if self._aps.running:
             self._aps.shutdown(wait=False)
         if not self._wait_idle(grace):
@@ -142,6 +147,8 @@ class Scheduler:
             self.cancel.set()
             if not self._wait_idle(STOP_AFTER_CANCEL_SECONDS):
                 log.error("%d job(s) still running after being cancelled", self._active)
+        for thread in self._streams:
+            thread.join(STOP_AFTER_CANCEL_SECONDS)
         monitoring.set_scheduler_running(False)
         log.info("scheduler stopped")
 
@@ -234,6 +241,11 @@ class Scheduler:
                         label,
                     )
                     return None
+                if self._physical(s):
+                    scheduled.run_backup(
+                        self.settings, self.catalog, s.database, s.name, label, self.cancel
+                    )
+                    return None
                 if self._slot_row(s, label) is not None:
                     log.info("%s for %s already ran (another instance)", s.job_id, label)
                     return None
@@ -241,6 +253,10 @@ class Scheduler:
         if record is not None:
             self.run_prune(s.database)
         return record
+
+    def _physical(self, s: Schedule) -> bool:
+        assert s.database is not None
+        return self.settings.databases[s.database].schedules[s.name].physical
 
     def _backup(self, s: Schedule, label: str) -> BackupRecord | None:
         assert s.database is not None
@@ -373,6 +389,7 @@ class Scheduler:
 
     def run_prune(self, database: str | None = None) -> list[prune.PruneItem]:
         """Apply retention to ``database`` (None: every one). Never raises."""
+        scheduled.prune(self.settings, self.catalog, database)
         try:
             items = prune.apply(self.settings, self.catalog, database=database)
             if database is None:

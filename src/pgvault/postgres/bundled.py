@@ -156,16 +156,22 @@ def server_bin_dir() -> Path | None:
     )
 
 
+SERVER_PROGRAMS = frozenset({"postgres", "postmaster", "initdb", "pg_ctl"})
+"""Programs left out of the client part: they need the server's ``share/`` and ``lib/``
+modules, which only :func:`server_bin_dir`'s whole tree has."""
+
+
 def _client_part(name: str) -> bool:
-    """Whether a tarball member belongs to the client tools: ``bin/``, the shared libraries
-    (``lib/libpq.so*`` and its siblings), the licence files; not the server's extension
-    modules, ``share/`` or ``include/`` (the server binary in ``bin/`` is not run from here).
-    """
+    """Whether a tarball member belongs to the client tools: ``bin/`` (but the server
+    programs), the shared libraries (``lib/libpq.so*`` and its siblings), the licence files;
+    not the server's extension modules, ``share/`` or ``include/``."""
     parts = name.split("/")
     if len(parts) < 2:
         return False
     top = parts[1]
-    if top in ("bin", "COPYRIGHT", "LICENSE"):
+    if top == "bin":
+        return len(parts) < 3 or parts[2] not in SERVER_PROGRAMS
+    if top in ("COPYRIGHT", "LICENSE"):
         return True
     return top == "lib" and len(parts) == 3 and parts[2].startswith("lib")
 

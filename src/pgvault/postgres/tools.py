@@ -211,3 +211,32 @@ def supports_compression(tool: Tool, method: str) -> bool:
     except OSError:
         return False
     return "does not support compression" not in out.stderr
+
+
+def choose_exact(program: str, major: int, bin_dir: Path | None = None) -> Tool:
+    """The newest ``program`` of exactly ``major`` (server programs such as ``postgres``,
+    ``pg_ctl``, ``pg_combinebackup`` must match the data directory's version).
+
+    Raises:
+        ToolError: no copy of that major is installed (the message says what to install).
+    """
+    tools = [t for t in discover(program, bin_dir) if t.major == major]
+    if not tools:
+        raise ToolError(
+            f"{program} of PostgreSQL {major} not found: install postgresql-{major} (Debian) "
+            f"or set bin_dir / {env_override_name(program)}"
+        )
+    return tools[0]
+
+
+def choose_matching(program: str, major: int, bin_dir: Path | None = None) -> Tool:
+    """``program`` of the server's own major when installed, else the newest newer one
+    (pg_basebackup, pg_receivewal: the issue asks for the server's version first).
+
+    Raises:
+        ToolError: neither is installed.
+    """
+    try:
+        return choose_exact(program, major, bin_dir)
+    except ToolError:
+        return choose(program, major, bin_dir)

@@ -13,6 +13,7 @@ from pgvault.api.routes.files import router as files_router
 from pgvault.api.routes.health import router as health_router
 from pgvault.api.routes.jobs import router as jobs_router
 from pgvault.api.routes.operations import router as operations_router
+from pgvault.api.routes.physical import router as physical_router
 from pgvault.api.routes.restores import router as restores_router
 from pgvault.api.routes.stats import router as stats_router
 from pgvault.api.routes.tokens import router as tokens_router
@@ -31,4 +32,5 @@ ROUTERS: list[APIRouter] = [
     audit_router,
     operations_router,
     files_router,
+    physical_router,
 ]
