@@ -145,7 +145,10 @@ def test_retention_keeps_what_a_kept_incremental_depends_on() -> None:
         _record("inc2", 3, parent="inc1"),
     ]
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    fates = {f.backup_id: f for f in decide(history, RetentionSettings(keep_last=1), now)}
+    fates = {
+        f.backup_id: f
+        for f in decide(history, RetentionSettings(keep_last=1, minimum_redundancy=1), now)
+    }
     assert fates["inc2"].keep
     assert fates["inc1"].keep and fates["inc1"].reasons == ["incremental inc2 depends on it"]
     assert fates["full"].keep and fates["full"].reasons == ["incremental inc1 depends on it"]

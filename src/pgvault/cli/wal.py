@@ -47,7 +47,12 @@ IdentityOpt = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add ``wal ...`` to the main command."""
-    app.add_typer(wal_app, name="wal", no_args_is_help=True)
+    app.add_typer(
+        wal_app,
+        name="wal",
+        no_args_is_help=True,
+        short_help="The WAL archive, for point-in-time recovery",
+    )
 
 
 @wal_app.command("stream")
