@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from pgvault import backups
 from pgvault.api import errors
 from pgvault.api.deps import Service
 from pgvault.api.middleware import AuditMiddleware
@@ -23,6 +22,7 @@ from pgvault.api.routes import ROUTERS
 from pgvault.api.routes.operations import metrics_router
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
+from pgvault.operations import startup
 from pgvault.service.jobs import JobRunner
 from pgvault.service.tokens import Tokens, load_secret
 
@@ -51,7 +51,7 @@ def create_app(
     """
     secret = secret or load_secret(settings, dev=dev)
     catalog = catalog or Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
+    startup.recover(settings, catalog)
     runner = JobRunner(settings, catalog)
     runner.recover()
     service = Service(settings, catalog, runner, Tokens(settings, catalog, secret), dev)

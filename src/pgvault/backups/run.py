@@ -132,9 +132,11 @@ def _dump(
         record.object_counts = toc.object_counts(entries)
     record.size_bytes, record.sha256 = stream.size, stream.sha256
     if plan.request.with_globals:
-        record.globals_key = dump_globals(
+        stored = dump_globals(
             settings, store, plan.key, target.conn, facts.major, facts.superuser, plan.recipients
         )
+        if stored is not None:
+            record.globals_key, record.globals_sha256 = stored
 
 
 def _run_pg_dump(

@@ -12,6 +12,7 @@ directory) is streamed afterwards as one tar with ``toc.dat`` first.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tarfile
@@ -183,9 +184,10 @@ def dump_globals(
     major: int,
     superuser: bool,
     recipients: Sequence[str],
-) -> str | None:
+) -> tuple[str, str] | None:
     """Store ``pg_dumpall --globals-only`` beside the backup ``key`` (age-encrypted like the
-    backup: it holds role password hashes). Returns its key; a failure only warns (None)."""
+    backup: it holds role password hashes). Returns its key and the sha256 of the stored
+    bytes (checked before any use); a failure only warns (None)."""
     globals_key = key + ".globals.sql" + (".age" if recipients else "")
     try:
         pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
@@ -201,4 +203,4 @@ def dump_globals(
     except PgvaultError as exc:
         log.warning("globals (roles, tablespaces) not stored: %s", exc)
         return None
-    return globals_key
+    return globals_key, hashlib.sha256(text).hexdigest()

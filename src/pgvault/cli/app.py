@@ -95,6 +95,7 @@ HINTS = {
     "config": "--config FILE",
     "backup": "'pgvault list' shows the backups",
     "server": "--to URL",
+    "superuser": "--as-superuser, from the command line only",
 }
 """The CLI's words for what an error :attr:`~pgvault.errors.PgvaultError.needs`."""
 

@@ -21,7 +21,7 @@ import typer
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
-from pgvault.cli.common import add_command, settings_of
+from pgvault.cli.common import add_command, open_catalog, settings_of
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
 from pgvault.service import audit
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _catalog(ctx: typer.Context) -> Catalog:
-    return Catalog.open(settings_of(ctx).catalog_location)
+    return open_catalog(settings_of(ctx))
 
 
 def _actor() -> str:

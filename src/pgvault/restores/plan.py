@@ -21,8 +21,9 @@ from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps import toc
+from pgvault.dumps import toc, wholeness
 from pgvault.dumps.layers import DecryptHook
+from pgvault.dumps.psqlguard import supports_restrict
 from pgvault.errors import ConfigError, NotFound, RestoreError
 from pgvault.postgres import server, tools
 from pgvault.restores import policy
@@ -48,6 +49,7 @@ class RestoreRequest:
     no_privileges: bool = False
     decrypt: DecryptHook | None = None
     created_by: str | None = None
+    as_superuser: bool = False
 
 
 @dataclass
@@ -97,13 +99,21 @@ class RestorePlan:
         """The database restored into."""
         return self.request.target
 
+    @property
+    def untrusted(self) -> bool:
+        """Whether the SQL came from outside pgvault (a file, an upload): it then runs with
+        the target owner's privileges (:mod:`pgvault.restores.privileges`)."""
+        return self.record is None or self.record.trigger == "upload"
+
 
 def client_tools(settings: Settings) -> Tools:
     """The pg_restore and psql a restore uses: the newest installed (they read every older
-    archive)."""
+    archive); whether that psql has restricted mode is noted (SQL replays need it)."""
+    psql = tools.choose("psql", None, settings.bin_dir)
     return Tools(
         pg_restore=tools.choose("pg_restore", None, settings.bin_dir).path,
-        psql=tools.choose("psql", None, settings.bin_dir).path,
+        psql=psql.path,
+        psql_restrict=supports_restrict(psql.major, psql.minor),
     )
 
 
@@ -177,12 +187,17 @@ def plan(
 
     Raises:
         NotFound, RestoreError: as for :func:`open_source`.
-        ArchiveError: the source is not a dump.
+        ArchiveError: the source is not a dump; a file is not whole (cut short) or holds
+            psql meta-commands.
         ConnectionFailed: the target's server cannot be reached.
         ToolError: no pg_restore or psql.
     """
     source, record = open_source(settings, catalog, request)
     tool_set = client_tools(settings)
+    if record is None:
+        # a file from outside: whole, and (plain SQL) free of psql meta-commands, before
+        # anything is planned on it (the catalog's sha256 vouches for stored backups)
+        wholeness.check_opened(source.open_raw(), source.decrypt)
     opened = source.open()
     kind, layers = opened.kind, [str(layer) for layer in opened.layers]
     entries: list[toc.TocEntry] = []

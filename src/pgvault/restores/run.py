@@ -16,15 +16,17 @@ from collections.abc import Callable
 
 from pgvault import backups, notify, runtime
 from pgvault.catalog import Catalog
+from pgvault.catalog.journal import JournalKind
 from pgvault.catalog.records import RestoreRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError, Refused, RestoreError
 from pgvault.postgres import server
-from pgvault.restores import policy
-from pgvault.restores.globals import apply_globals
+from pgvault.restores import policy, privileges, repair
+from pgvault.restores.globals import apply_globals, read_globals
+from pgvault.restores.journal import Journal, journaled
 from pgvault.restores.loading import LoadOptions
 from pgvault.restores.plan import RestorePlan, RestoreRequest, plan
-from pgvault.restores.steps import Conn, Steps
+from pgvault.restores.steps import Conn, Steps, Trust
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,21 @@ def run(
     )
     catalog.save_restore(result)
     notify.notify(settings, "restore_started", target.name, restore=result)
+    kind: JournalKind = request.mode
     try:
-        with server.connect(target.conn.with_dbname("postgres")) as conn:
-            _carry_out(settings, catalog, plan, conn, result, progress, cancel)
+        with (
+            journaled(
+                settings,
+                catalog,
+                result.id,
+                kind,
+                target.conn,
+                dbname=target.conn.dbname,
+                settle=lambda entry: repair.settle(settings, entry),
+            ) as journal,
+            server.connect(target.conn.with_dbname("postgres")) as conn,
+        ):
+            _carry_out(settings, catalog, plan, conn, result, journal, (progress, cancel))
     except BaseException as exc:
         _failed(settings, catalog, plan, result, exc)
         if isinstance(exc, RestoreError | Refused) or not isinstance(exc, PgvaultError):
@@ -118,23 +132,27 @@ def _carry_out(
     plan: RestorePlan,
     conn: Conn,
     result: RestoreRecord,
-    progress: StepReport | None,
-    cancel: threading.Event | None,
+    journal: Journal,
+    reporting: tuple[StepReport | None, threading.Event | None],
 ) -> None:
     request, target = plan.request, plan.target
+    progress, cancel = reporting
     dbname = target.conn.dbname
     step = progress or (lambda _msg: None)
     exists = server.database_exists(conn, dbname)
+    trust = Trust(untrusted=plan.untrusted, as_superuser=request.as_superuser)
+    privileges.check(conn, dbname, untrusted=trust.untrusted, as_superuser=trust.as_superuser)
+    globals_sql = None
+    if request.with_globals and plan.record is not None and plan.record.globals_key:
+        globals_sql = read_globals(settings, plan.record, request.decrypt)  # checked first
     if exists and request.safety_backup:
         step("taking a safety backup of the live database")
         safety = backups.create(
             settings, catalog, backups.BackupRequest(target=target, trigger="pre-restore")
         )
         result.safety_backup_id = safety.id
-    if request.with_globals and plan.record is not None and plan.record.globals_key:
-        result.warnings += apply_globals(
-            settings, plan.record, target.conn, plan.tools, request.decrypt
-        )
+    if globals_sql is not None:
+        result.warnings += apply_globals(globals_sql, target.conn, plan.tools)
     options = LoadOptions(
         jobs=plan.preview.jobs,
         clean=request.mode == "clean",
@@ -143,7 +161,20 @@ def _carry_out(
         single_transaction=request.mode == "clean",
     )
     known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
-    steps = Steps(conn, target, plan.source, plan.record, plan.tools, options, known, step, cancel)
+    steps = Steps(
+        conn,
+        target,
+        plan.source,
+        plan.record,
+        plan.tools,
+        options,
+        known,
+        step,
+        cancel,
+        journal=journal,
+        home=settings.home,
+        trust=trust,
+    )
     if request.mode == "swap":
         result.previous_database = steps.swap(exists)
         if request.drop_previous and result.previous_database:
