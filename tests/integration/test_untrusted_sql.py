@@ -54,37 +54,47 @@ def _plain(body: str) -> str:
     return f"{head}CREATE TABLE t (id int);\n{body}{TRAILER}"
 
 
-@pytest.mark.parametrize("command", ["\\!", "\\o", "\\copy", "\\gexec", "\\setenv"])
+def _small_database(cluster: PgCluster, janitor: Janitor) -> tuple[str, str]:
+    """A small live database owned by a non-superuser role: ``(dbname, owner)``."""
+    live, owner = janitor.owned(cluster, "live")
+    cluster.psql(
+        "CREATE TABLE kept AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 500) g;"
+        f"ALTER TABLE kept OWNER TO {owner}",
+        live,
+    )
+    return live, owner
+
+
 def test_meta_commands_in_a_plain_file_are_refused_and_run_nothing(
-    pg18: PgCluster,
-    fresh_pagila: FreshPagila,
-    vault: Vault,
-    janitor: Janitor,
-    tmp_path: Path,
-    marker_dir: Path,
-    command: str,
+    pg18: PgCluster, vault: Vault, janitor: Janitor, tmp_path: Path, marker_dir: Path
 ) -> None:
-    live = janitor.track(pg18, fresh_pagila())
+    live, _owner = _small_database(pg18, janitor)
     before = database_fingerprint(pg18, live)
     marker = marker_dir / "ran"
-    evil = tmp_path / "evil.sql"
-    evil.write_text(_plain(_payloads(marker)[command]))
-
-    done = vault.cli(
-        "restore",
-        "--file",
-        str(evil),
-        "--to",
-        pg18.url(live),
-        "--yes",
-        "--as-superuser",
-        cluster=pg18,
+    refused = {}
+    for command, payload in _payloads(marker).items():
+        evil = tmp_path / f"evil{len(refused)}.sql"
+        evil.write_text(_plain(payload))
+        for superuser in (False, True):  # refused either way
+            request = RestoreRequest(
+                target=vault.target(pg18, live), file=evil, confirm=live, as_superuser=superuser
+            )
+            with pytest.raises(ArchiveError) as caught:
+                restores.restore(vault.settings, vault.catalog, request)
+            refused[command, superuser] = str(caught.value)
+    evil.write_text(_plain(_payloads(marker)["\\!"]))
+    done = vault.cli(  # the CLI says it in one line, exit 7, before anything starts
+        "restore", "--file", str(evil), "--to", pg18.url(live), "--yes", cluster=pg18
     )
 
+    for (command, _superuser), message in refused.items():
+        assert message == f"this dump contains psql meta-commands ({command}) at line 7: refused"
+    assert len(refused) == 10
     assert done.returncode == EXIT_CODES[ArchiveError], done.stderr
-    assert error_line(done) == (
-        f"error: this dump contains psql meta-commands ({command}) at line 7: refused"
+    assert (
+        error_line(done) == "error: this dump contains psql meta-commands (\\!) at line 7: refused"
     )
+    assert vault.reopen_catalog().list_restores() == []  # refused before any restore began
     assert not marker.exists()
     assert_same_database(before, database_fingerprint(pg18, live))
     assert not [db for db in pg18.databases() if "_pgvault_" in db or "_pre_restore_" in db]
@@ -155,36 +165,32 @@ UPLOADS = {
 }
 
 
-@pytest.mark.parametrize("payload", sorted(UPLOADS))
 def test_an_upload_runs_with_the_owners_privileges_only(
-    tmp_path: Path,
-    pg18: PgCluster,
-    fresh_pagila: FreshPagila,
-    janitor: Janitor,
-    marker_dir: Path,
-    payload: str,
+    tmp_path: Path, pg18: PgCluster, janitor: Janitor, marker_dir: Path
 ) -> None:
-    live, owner = janitor.owned(pg18, "evil")
-    pg18.psql(f"CREATE TABLE kept AS SELECT 1 AS x; ALTER TABLE kept OWNER TO {owner}", live)
+    live, _owner = _small_database(pg18, janitor)
     before = database_fingerprint(pg18, live)
     marker = marker_dir / "ran"
     role = janitor.track_role(pg18, f"evil_{os.getpid()}")
-    body = UPLOADS[payload].format(marker=marker, role=role)
     settings_before = pg18.psql("SELECT sourcefile, name, setting FROM pg_file_settings")
     server = ApiServer.start(tmp_path / "home", databases={"app": database_entry(pg18, live)})
+    jobs = {}
     try:
         with server.client(server.token("admin")) as admin:
-            answer = admin.post(
-                "/databases/app/restore-upload",
-                files={"file": ("evil.sql", _plain(body).encode())},
-                data={"confirm": "app"},
-            )
-            assert answer.status_code == 202, answer.text
-            job = server.wait_job(answer.json()["id"], server.token("admin"))
+            for name, template in UPLOADS.items():
+                body = template.format(marker=marker, role=role)
+                answer = admin.post(
+                    "/databases/app/restore-upload",
+                    files={"file": ("evil.sql", _plain(body).encode())},
+                    data={"confirm": "app"},
+                )
+                assert answer.status_code == 202, answer.text
+                jobs[name] = server.wait_job(answer.json()["id"], server.token("admin"))
     finally:
         server.stop()
-    assert job["status"] == "failed", job
-    assert "permission denied" in job["error"] or "must be superuser" in job["error"], job
+    for name, job in jobs.items():
+        assert job["status"] == "failed", (name, job)
+        assert "permission denied" in job["error"], (name, job["error"])
     assert not marker.exists()
     assert pg18.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == "0"
     assert pg18.psql("SELECT sourcefile, name, setting FROM pg_file_settings") == settings_before

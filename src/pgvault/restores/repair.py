@@ -167,6 +167,16 @@ def unfinished(catalog: Catalog) -> list[JournalEntry]:
     return rows.open_entries(catalog)
 
 
+def stuck(settings: Settings, catalog: Catalog) -> list[JournalEntry]:
+    """Open journal rows whose run is dead (nobody holds their lock): not repaired yet."""
+    found = []
+    for entry in rows.open_entries(catalog):
+        with locks.exclusive(settings, catalog, lock_name(entry.id)) as got:
+            if got:
+                found.append(entry)
+    return found
+
+
 def _close(catalog: Catalog, entry: JournalEntry, outcome: str) -> None:
     now = runtime.now()
     detail = f"interrupted at step {entry.step}: {outcome}"
