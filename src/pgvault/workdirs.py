@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgvault import runtime
+from pgvault import private, runtime
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 def root(home: Path) -> Path:
     """``<home>/tmp``, created (0700) if missing."""
     base = home.absolute() / "tmp"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    base.chmod(0o700)
+    private.makedirs(base)
     return base
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
+from pgvault import private
 from pgvault.backups import copies
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
@@ -33,7 +34,7 @@ def download(
     store = copies.readable_location(settings, catalog, record)
     partial = output.with_name(output.name + ".partial")
     try:
-        with store.open_read(record.storage_key) as raw, open(partial, "wb") as out:
+        with store.open_read(record.storage_key) as raw, private.create(partial) as out:
             stream = open_layers(raw, decrypt).stream if decompress else raw
             written = copy_stream(stream, out)
         partial.replace(output)

@@ -13,12 +13,11 @@ The flow of :func:`create` (see the README's "backup stream")::
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pgvault import runtime, storage
+from pgvault import runtime, storage, workdirs
 from pgvault.backups import copies
 from pgvault.backups.plan import BackupPlan, BackupRequest, new_record, plan, probe
 from pgvault.backups.record import recording
@@ -120,8 +119,8 @@ def _dump(
         stream = BackupStream(
             store, plan.key, plan.compression, plan.level, plan.recipients, progress, cancel
         )
-        with tempfile.TemporaryDirectory(prefix="pgvault-") as workdir:
-            entries = _run_pg_dump(plan, str(row[0]), stream, Path(workdir))
+        with workdirs.workdir(settings.home, "backup") as workdir:
+            entries = _run_pg_dump(plan, str(row[0]), stream, workdir)
         if progress:
             progress("counting rows", stream.size)
         existing = set(server.user_tables(conn))

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
-from pathlib import Path
 from typing import IO
 
-from pgvault import runtime, storage
+from pgvault import runtime, storage, workdirs
 from pgvault.backups import naming
 from pgvault.backups.plan import choose_storage, key_template
 from pgvault.backups.record import recording
@@ -183,9 +181,9 @@ def _check(
     pg_restore = tools.choose("pg_restore", None, settings.bin_dir).path
     opened = open_layers(store.open_read(key), decrypt)
     record.format = _FORMAT_OF_KIND[opened.kind]  # type: ignore[assignment]
-    with opened.stream as stream, tempfile.TemporaryDirectory(prefix="pgvault-up-") as tmp:
+    with opened.stream as stream, workdirs.workdir(settings.home, "upload") as tmp:
         try:
-            entries = toc.toc_of_stored(pg_restore, stream, opened.kind, Path(tmp))
+            entries = toc.toc_of_stored(pg_restore, stream, opened.kind, tmp)
         except PgvaultError as exc:
             raise ArchiveError(f"the upload is not a readable dump: {exc}") from exc
     return toc.object_counts(entries) if entries else None

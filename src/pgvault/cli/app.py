@@ -10,6 +10,7 @@ none holds backup or restore logic. A :class:`~pgvault.errors.PgvaultError` ends
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -58,6 +59,7 @@ def main(
     ] = False,
 ) -> None:
     """PostgreSQL backups you can restore."""
+    os.umask(0o077)  # what pgvault and its children write is private (0600/0700)
     level = logging.WARNING - 10 * min(verbose, 2)
     fmt = "%(asctime)s " if verbose else ""
     logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from pgvault import private
 from pgvault.dumps.layers import DecryptHook, OpenedDump, Sink, copy_stream, open_layers
 from pgvault.dumps.psqlguard import PsqlGuard, restrict_key
 from pgvault.dumps.sqlscript import UNKNOWN_PARAMETER, SetFilter
@@ -211,7 +212,7 @@ def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) 
         return local
     if jobs > 1:
         spill = workdir / "archive.dump"
-        with open(spill, "wb") as out:
+        with private.create(spill) as out:
             copy_stream(opened.stream, out)
         return spill
     return None

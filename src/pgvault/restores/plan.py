@@ -9,13 +9,12 @@ executes. :func:`resolve_target` is the one place a restore's target database is
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pgvault import databases
+from pgvault import databases, workdirs
 from pgvault.backups import copies
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
@@ -203,9 +202,9 @@ def plan(
     entries: list[toc.TocEntry] = []
     with opened.stream as stream:
         if preview:
-            with tempfile.TemporaryDirectory(prefix="pgvault-plan-") as tmp:
+            with workdirs.workdir(settings.home, "plan") as tmp:
                 entries = toc.toc_of_stored(
-                    tool_set.pg_restore, stream, kind, Path(tmp), source.seekable_file(opened)
+                    tool_set.pg_restore, stream, kind, tmp, source.seekable_file(opened)
                 )
     conn_info = request.target.conn
     with server.connect(conn_info.with_dbname("postgres")) as conn:

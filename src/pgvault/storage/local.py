@@ -1,7 +1,8 @@
 """Backups in a local directory (or any mounted file system).
 
 A write goes to ``<key>.partial`` beside its final path, is fsynced, then renamed over the
-final name, so a crash never leaves a half-written object under a real key.
+final name, so a crash never leaves a half-written object under a real key. Files are 0600
+and the directories pgvault creates 0700, whatever the umask (:mod:`pgvault.private`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlparse
 
+from pgvault import private
 from pgvault.errors import NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 
@@ -30,8 +32,8 @@ class _LocalWriter(ObjectWriter):
         self._final = final
         self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+            private.makedirs(final.parent)
+            self._file: IO[bytes] | None = private.create(self._partial)
         except OSError as exc:
             raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
 
@@ -125,9 +127,10 @@ class LocalStorage(Storage):
 
     def check_writable(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private.makedirs(self.root)
             probe = self.root / f".pgvault-write-check-{os.getpid()}"
-            probe.write_bytes(b"ok")
+            with private.create(probe) as handle:
+                handle.write(b"ok")
             probe.unlink()
         except OSError as exc:
             raise StorageError(
