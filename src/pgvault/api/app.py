@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from pgvault.api import errors
 from pgvault.api.deps import Service
-from pgvault.api.middleware import AuditMiddleware
+from pgvault.api.middleware import AuditMiddleware, GuardMiddleware
 from pgvault.api.routes import ROUTERS
 from pgvault.api.routes.operations import metrics_router
 from pgvault.catalog import Catalog
@@ -74,4 +74,5 @@ def create_app(
         app.include_router(router, prefix=PREFIX)
     app.include_router(metrics_router)  # /metrics at the root, where Prometheus looks
     app.add_middleware(AuditMiddleware, catalog=catalog)
+    app.add_middleware(GuardMiddleware, max_json_bytes=settings.api.max_json_bytes)
     return app

@@ -17,7 +17,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from pgvault import __version__
+from pgvault import __version__, redact
 from pgvault.cli import backups, maintenance, ops, render, restores, serve
 from pgvault.config.settings import load_settings
 from pgvault.errors import PgvaultError, exit_code
@@ -63,6 +63,7 @@ def main(
     level = logging.WARNING - 10 * min(verbose, 2)
     fmt = "%(asctime)s " if verbose else ""
     logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
+    redact.install()  # no credential in any line, botocore's debug lines included
     ctx.obj = load_settings(config)
 
 

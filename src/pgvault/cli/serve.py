@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pgvault import redact
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
@@ -88,8 +89,10 @@ def serve(
     app = create_app(settings, catalog=catalog, secret=secret, dev=dev)
     scheduler = _start_scheduler(settings, catalog)
     render.info(f"pgvault serving on http://{host}:{port} (docs at /docs)")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    redact.install()  # after uvicorn set up its loggers: tokens and credentials masked
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.Server(config).run()
     finally:
         scheduler.shutdown()
 

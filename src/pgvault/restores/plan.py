@@ -49,6 +49,7 @@ class RestoreRequest:
     decrypt: DecryptHook | None = None
     created_by: str | None = None
     as_superuser: bool = False
+    client: str | None = None
 
 
 @dataclass

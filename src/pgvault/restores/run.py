@@ -50,6 +50,7 @@ def check_policy(settings: Settings, catalog: Catalog, plan: RestorePlan) -> Non
         passkey=request.passkey,
         safety_backup=request.safety_backup,
         target_exists=plan.preview.target_exists,
+        client=request.client,
     )
 
 

@@ -411,6 +411,7 @@ def restore_upload(
         confirm=request.confirm,
         passkey=request.passkey,
         safety_backup=request.safety_backup,
+        client=request.client,
     )
     runner.ensure_free(target.name, target.conn)
     record = backups.receive_upload(
