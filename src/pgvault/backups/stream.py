@@ -187,7 +187,11 @@ def dump_globals(
 ) -> tuple[str, str] | None:
     """Store ``pg_dumpall --globals-only`` beside the backup ``key`` (age-encrypted like the
     backup: it holds role password hashes). Returns its key and the sha256 of the stored
-    bytes (checked before any use); a failure only warns (None)."""
+    bytes (checked before any use); a pg_dumpall failure only warns (None).
+
+    Raises:
+        StorageError: the globals cannot be stored (the backup fails with it).
+    """
     globals_key = key + ".globals.sql" + (".age" if recipients else "")
     try:
         pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
@@ -199,8 +203,8 @@ def dump_globals(
             encryptor.write(text)
             encryptor.close()
             text = sealed.getvalue()
-        store.write_bytes(globals_key, text)
     except PgvaultError as exc:
         log.warning("globals (roles, tablespaces) not stored: %s", exc)
         return None
+    store.write_bytes(globals_key, text)  # a storage failure fails the backup (full disk)
     return globals_key, hashlib.sha256(text).hexdigest()

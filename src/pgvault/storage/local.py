@@ -7,7 +7,9 @@ and the directories pgvault creates 0700, whatever the umask (:mod:`pgvault.priv
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,23 +28,41 @@ def _info(key: str, path: Path) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
 
 
+def _write_error(store: str, root: Path, path: Path, exc: OSError) -> StorageError:
+    """One line for a failed write; a full disk (or quota) says so and how much is left."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = next((p for p in (path.parent, *path.parents) if p.exists()), root)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            free = 0
+        return StorageError(
+            f"storage target {store!r} is full: {free} bytes left on {root}: free space "
+            "there or choose another storage target",
+            needs="storage",
+        )
+    return StorageError(f"cannot write {path}: {exc.strerror}")
+
+
 class _LocalWriter(ObjectWriter):
-    def __init__(self, key: str, final: Path) -> None:
+    def __init__(self, key: str, final: Path, store: str, root: Path) -> None:
         self._key = key
         self._final = final
+        self._store = store
+        self._root = root
         self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
             private.makedirs(final.parent)
             self._file: IO[bytes] | None = private.create(self._partial)
         except OSError as exc:
-            raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
+            raise _write_error(store, root, final, exc) from exc
 
     def write(self, data: bytes, /) -> int:
         assert self._file is not None
         try:
             return self._file.write(data)
         except OSError as exc:
-            raise StorageError(f"cannot write {self._partial}: {exc.strerror}") from exc
+            raise _write_error(self._store, self._root, self._partial, exc) from exc
 
     def commit(self) -> ObjectInfo:
         assert self._file is not None
@@ -54,14 +74,24 @@ class _LocalWriter(ObjectWriter):
             os.replace(self._partial, self._final)
         except OSError as exc:
             self.abort()
-            raise StorageError(f"cannot write {self._final}: {exc.strerror}") from exc
+            raise _write_error(self._store, self._root, self._final, exc) from exc
         return _info(self._key, self._final)
 
     def abort(self) -> None:
+        """Discard the partial file; never raises (a full disk fails the close's flush)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._partial.unlink(missing_ok=True)
+            handle, self._file = self._file, None
+            try:
+                handle.close()
+            except OSError:
+                try:
+                    os.close(handle.fileno())
+                except (OSError, ValueError):
+                    pass
+        try:
+            self._partial.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 class LocalStorage(Storage):
@@ -79,7 +109,7 @@ class LocalStorage(Storage):
         return self.root / validate_key(key)
 
     def open_write(self, key: str) -> ObjectWriter:
-        return _LocalWriter(key, self._path(key))
+        return _LocalWriter(key, self._path(key), self.name, self.root)
 
     def open_read(self, key: str) -> IO[bytes]:
         path = self._path(key)
