@@ -52,7 +52,12 @@ def recording(
         store.write_bytes(record.manifest_key, record.model_dump_json(indent=2).encode())
         catalog.save_backup(record)
     except discard_on:
-        remove_stored(store, record)
+        try:
+            store.discard_partial(record.storage_key)
+            if store.stat(record.storage_key) is not None:  # refused after its commit
+                remove_stored(store, record)
+        except PgvaultError as exc:
+            log.warning("partial upload of %s not removed yet: %s", record.id, exc)
         catalog.forget_backup(record.id)
         raise
     except BaseException as exc:

@@ -34,7 +34,7 @@ from pgvault.errors import PgvaultError, VerifyError
 from pgvault.postgres import server
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.restores import privileges, repair
-from pgvault.restores.journal import Journal, journaled
+from pgvault.restores.journal import Journal, journaled, session_tag
 from pgvault.restores.loading import LoadOptions, Source, load
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ def _restore_and_count(
         record.dbname, "_pgvault_verify_", f"{datetime.now(UTC):%Y%m%d_%H%M%S}"
     )
     tool_set = restores.client_tools(settings)
-    maintenance = server_conn.with_dbname("postgres")
     entry_id = runtime.new_id()
+    maintenance = session_tag(server_conn.with_dbname("postgres"), entry_id)
     with (
         journaled(
             settings,

@@ -55,6 +55,17 @@ def _test_only_kill_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def application_name(entry_id: str) -> str:
+    """The ``application_name`` of every session of a journaled run."""
+    return f"pgvault-{entry_id}"
+
+
+def session_tag(conn: ConnInfo, entry_id: str) -> ConnInfo:
+    """``conn`` with the run's ``application_name`` (libpq passes it to its children too:
+    pg_dump, pg_restore and psql get it in their connection string)."""
+    return conn.with_params(application_name=application_name(entry_id))
+
+
 def lock_name(entry_id: str) -> str:
     """The lock a journaled run holds until it ends."""
     return f"journal:{entry_id}"
@@ -117,7 +128,9 @@ def journaled(
             kind=kind,
             step="started",
             server=conn.with_dbname("postgres").display().rsplit("/", 1)[0],
-            conn_params={k: v for k, v in conn.params.items() if k != "password"},
+            conn_params={
+                k: v for k, v in conn.params.items() if k not in ("password", "application_name")
+            },
             dbname=dbname,
             runner=runtime.runner_id(),
             started_at=now,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from pgvault import databases, runtime
@@ -32,7 +33,7 @@ from pgvault.errors import PgvaultError
 from pgvault.postgres import server
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.restores import privileges
-from pgvault.restores.journal import lock_name
+from pgvault.restores.journal import application_name, lock_name
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def settle(settings: Settings, entry: JournalEntry) -> str:
         ConnectionFailed, DatabaseError: the server cannot be reached or refused.
     """
     login = server_login(settings, entry)
+    end_sessions(login, entry.id)
     if entry.kind == "swap":
         outcome = _settle_swap(login, entry)
     elif entry.kind == "verify":
@@ -89,6 +91,28 @@ def settle(settings: Settings, entry: JournalEntry) -> str:
             database = entry.dbname
         privileges.drop_role(login, entry.load_role, database)
     return outcome
+
+
+def end_sessions(login: ConnInfo, entry_id: str, timeout: float = 60.0) -> None:
+    """End every session of the run ``entry_id`` still on the server (its client is dead,
+    but a statement such as CREATE DATABASE may still run there) and wait until they are
+    gone, so what :func:`settle` sees is final.
+
+    Raises:
+        ConnectionFailed, DatabaseError: the server cannot be reached.
+    """
+    name = application_name(entry_id)
+    deadline = time.monotonic() + timeout
+    with server.connect(login.with_dbname("postgres")) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+            if not rows or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
 
 
 def _settle_swap(login: ConnInfo, entry: JournalEntry) -> str:

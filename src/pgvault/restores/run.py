@@ -10,6 +10,7 @@ recorded and notified.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pgvault.errors import PgvaultError, Refused, RestoreError
 from pgvault.postgres import server
 from pgvault.restores import policy, privileges, repair
 from pgvault.restores.globals import apply_globals, read_globals
-from pgvault.restores.journal import Journal, journaled
+from pgvault.restores.journal import Journal, journaled, session_tag
 from pgvault.restores.loading import LoadOptions
 from pgvault.restores.plan import RestorePlan, RestoreRequest, plan
 from pgvault.restores.steps import Conn, Steps, Trust
@@ -98,24 +99,31 @@ def run(
         started_at=runtime.now(),
         created_by=request.created_by,
     )
-    catalog.save_restore(result)
-    notify.notify(settings, "restore_started", target.name, restore=result)
     kind: JournalKind = request.mode
+    # every session of this run carries its id, so a repair can end them (server side,
+    # a CREATE DATABASE of a dead run may still be going on)
+    tagged = dataclasses.replace(target, conn=session_tag(target.conn, result.id))
+    tagged_plan = dataclasses.replace(plan, request=dataclasses.replace(request, target=tagged))
+    saved = False
     try:
-        with (
-            journaled(
-                settings,
-                catalog,
-                result.id,
-                kind,
-                target.conn,
-                dbname=target.conn.dbname,
-                settle=lambda entry: repair.settle(settings, entry),
-            ) as journal,
-            server.connect(target.conn.with_dbname("postgres")) as conn,
-        ):
-            _carry_out(settings, catalog, plan, conn, result, journal, (progress, cancel))
+        with journaled(
+            settings,
+            catalog,
+            result.id,
+            kind,
+            tagged.conn,
+            dbname=target.conn.dbname,
+            settle=lambda entry: repair.settle(settings, entry),
+        ) as journal:  # the journal first: a row that stays 'running' always has one
+            catalog.save_restore(result)
+            saved = True
+            notify.notify(settings, "restore_started", target.name, restore=result)
+            with server.connect(tagged.conn.with_dbname("postgres")) as conn:
+                steps = (progress, cancel)
+                _carry_out(settings, catalog, tagged_plan, conn, result, journal, steps)
     except BaseException as exc:
+        if not saved:
+            raise
         _failed(settings, catalog, plan, result, exc)
         if isinstance(exc, RestoreError | Refused) or not isinstance(exc, PgvaultError):
             raise
