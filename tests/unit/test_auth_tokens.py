@@ -183,3 +183,17 @@ def test_restore_guards(settings: Settings, catalog: Catalog) -> None:
         policy.check(
             elsewhere, catalog, target, confirm="app", passkey="passkey 123", safety_backup=True
         )
+
+
+def test_lockouts_of_a_pair_grow_with_each_failure(settings: Settings, catalog: Catalog) -> None:
+    from pgvault.catalog import accounts
+    from pgvault.service import throttle
+
+    key = throttle.pair_key("login", "eve", "10.9.9.9")
+    lengths = []
+    for _ in range(5):
+        throttle.failed(settings, catalog, key, "logins of eve")
+        [state] = accounts.get_login_failures(catalog, [key])
+        if state.locked_until is not None:
+            lengths.append(round((state.locked_until - state.last_failure_at).total_seconds()))
+    assert lengths == [15, 30, 60, 60]  # doubled each time, capped at login_lockout_seconds

@@ -45,7 +45,7 @@ def check(catalog: Catalog, key: str, what: str) -> None:
     for state in rows.get_login_failures(catalog, [key]):
         if state.locked_until is not None and state.locked_until > now:
             wait = int((state.locked_until - now).total_seconds()) + 1
-            raise Throttled(f"too many wrong {what}: try again in {wait} s", retry_after=wait)
+            raise Throttled(f"too many {what}: try again in {wait} s", retry_after=wait)
 
 
 def failed(settings: Settings, catalog: Catalog, key: str, shown: str) -> int:
