@@ -248,7 +248,8 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                 layer,
             )
         else:
-            stream = _checked(gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"), layer)
+            inner = io.BufferedReader(peek)  # GzipFile never closes the stream it is given
+            stream = _checked(gzip.GzipFile(fileobj=inner, mode="rb"), layer, under=inner)
     raise ArchiveError("too many nested compression layers: not a pgvault backup")
 
 
@@ -256,9 +257,10 @@ class _CheckedReader(io.RawIOBase):
     """A decompressing reader whose errors (corrupt or cut-short data) become ArchiveError,
     so callers see one pgvault error instead of zlib's, gzip's or zstandard's."""
 
-    def __init__(self, raw: IO[bytes], layer: Layer) -> None:
+    def __init__(self, raw: IO[bytes], layer: Layer, under: IO[bytes] | None = None) -> None:
         self._raw = raw
         self._layer = layer
+        self._under = under
 
     def readable(self) -> bool:
         return True
@@ -275,11 +277,13 @@ class _CheckedReader(io.RawIOBase):
 
     def close(self) -> None:
         self._raw.close()
+        if self._under is not None:
+            self._under.close()
         super().close()
 
 
-def _checked(raw: object, layer: Layer) -> IO[bytes]:
-    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer))
+def _checked(raw: object, layer: Layer, under: IO[bytes] | None = None) -> IO[bytes]:
+    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer, under))
 
 
 class DecryptHook(Protocol):

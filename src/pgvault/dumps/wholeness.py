@@ -331,7 +331,7 @@ def check_plain(stream: IO[bytes]) -> Whole:
     if PLAIN_TRAILER not in tail:
         raise CutShort(
             "this plain dump is cut short (pg_dump's 'dump complete' trailer is missing): "
-            "nothing was kept"
+            "nothing changed"
         )
     return Whole("plain", lines=guard.lines)
 

@@ -104,7 +104,6 @@ def run(
     # a CREATE DATABASE of a dead run may still be going on)
     tagged = dataclasses.replace(target, conn=session_tag(target.conn, result.id))
     tagged_plan = dataclasses.replace(plan, request=dataclasses.replace(request, target=tagged))
-    saved = False
     try:
         with journaled(
             settings,
@@ -114,23 +113,23 @@ def run(
             tagged.conn,
             dbname=target.conn.dbname,
             settle=lambda entry: repair.settle(settings, entry),
-        ) as journal:  # the journal first: a row that stays 'running' always has one
+        ) as journal:  # the journal first and last: a row 'running' always has an open one
             catalog.save_restore(result)
-            saved = True
             notify.notify(settings, "restore_started", target.name, restore=result)
-            with server.connect(tagged.conn.with_dbname("postgres")) as conn:
-                steps = (progress, cancel)
-                _carry_out(settings, catalog, tagged_plan, conn, result, journal, steps)
+            try:
+                with server.connect(tagged.conn.with_dbname("postgres")) as conn:
+                    steps = (progress, cancel)
+                    _carry_out(settings, catalog, tagged_plan, conn, result, journal, steps)
+            except BaseException as exc:
+                _failed(settings, catalog, plan, result, exc)
+                raise
+            result.status = "completed"
+            _close(catalog, result)
     except BaseException as exc:
-        if not saved:
-            raise
-        _failed(settings, catalog, plan, result, exc)
         if isinstance(exc, RestoreError | Refused) or not isinstance(exc, PgvaultError):
             raise
         outcome = _outcome(plan, result)
         raise RestoreError(f"restore of {result.dbname} failed, {outcome}: {exc}") from exc
-    result.status = "completed"
-    _close(catalog, result)
     notify.notify(settings, "restore_finished", target.name, restore=result)
     return result
 
