@@ -18,8 +18,9 @@ from pgvault.backups import BackupRequest
 from pgvault.config.settings import load_settings
 from pgvault.errors import EXIT_CODES, BackupError, RestoreError
 from pgvault.restores import RestoreRequest
+from support.forker import Forker
 from support.pgcluster import PgCluster
-from support.vault import PGVAULT, Janitor, Vault, error_line
+from support.vault import Janitor, Vault, clean_env, error_line
 
 
 @pytest.fixture
@@ -86,33 +87,32 @@ def test_a_killed_backups_work_directory_is_under_home_and_removed_at_the_next_s
     pg18.create_database(db)
     pg18.psql(
         "CREATE TABLE t AS SELECT g, repeat(md5(g::text), 4) AS x "
-        "FROM generate_series(1, 250000) g",
+        "FROM generate_series(1, 150000) g",
         db,
     )
     work = vault.home / "tmp"
-    argv = [str(PGVAULT), "backup", pg18.url(db), "--format", "directory", "--no-globals"]
-    proc = subprocess.Popen(
-        argv, env=vault.cli_env(pg18), cwd=vault.home, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    forker = Forker(clean_env())
     try:
+        pid = forker.start(
+            run="backup",
+            home=str(vault.home),
+            url=pg18.url(db, with_password=True),
+            dump_format="directory",
+        )
         deadline = time.monotonic() + 120
         found: list[Path] = []
-        while time.monotonic() < deadline and proc.poll() is None and not found:
+        while time.monotonic() < deadline and not found:
             if work.is_dir():
                 found = [p for p in work.rglob("*.dat*") if p.stat().st_size > 0]
-            time.sleep(0.05)
+            time.sleep(0.02)
         assert found, "pg_dump never wrote into PGVAULT_HOME/tmp"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-        left = list(work.iterdir())
-        assert left  # the kill left its work directory (pg_dump's files) behind
+        os.kill(pid, signal.SIGKILL)
+        assert forker.wait(pid) == -signal.SIGKILL
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        forker.close()
+    assert list(work.iterdir())  # the kill left its work directory (pg_dump's files) behind
 
-    done = vault.cli("list", cluster=pg18)
+    done = vault.cli("list", cluster=pg18)  # the next start
 
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30  # pg_dump's workers end on their broken connection

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,8 +22,9 @@ from pgvault.operations import startup
 from pgvault.restores.journal import SWAP_STEPS, TEST_ONLY_KILL_AT
 from pgvault.restores.steps import PRE_RESTORE_MARK, SCRATCH_MARK
 from support.fingerprint import Fingerprint, database_fingerprint
+from support.forker import Forker
 from support.pgcluster import PgCluster
-from support.vault import Janitor, Vault
+from support.vault import Janitor, Vault, clean_env
 
 SMALL = (
     "CREATE TABLE a AS SELECT g AS id, md5(g::text) AS t FROM generate_series(1, 2000) g;"
@@ -33,12 +35,20 @@ SMALL = (
 NEXT = {
     "planned": ("list", "--json"),
     "loading": None,
-    "proven": ("stats",),
+    "proven": None,
     "blocking": None,
     "live_renamed": ("restore", "--repair"),
     "scratch_renamed": "leftovers",
     "swapped": None,
 }
+
+
+@pytest.fixture(scope="module")
+def forker() -> Iterator[Forker]:
+    """Forks pgvault processes to SIGKILL (see :mod:`support.forker`)."""
+    started = Forker(clean_env())
+    yield started
+    started.close()
 
 
 def _live_with_backup(
@@ -58,18 +68,25 @@ def _live_with_backup(
 
 @pytest.mark.parametrize("step", SWAP_STEPS)
 def test_kill_at_each_swap_step_leaves_the_live_database_whole(
-    pg18: PgCluster, vault: Vault, janitor: Janitor, step: str, monkeypatch: pytest.MonkeyPatch
+    pg18: PgCluster,
+    vault: Vault,
+    janitor: Janitor,
+    forker: Forker,
+    step: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     live, record, new, old = _live_with_backup(pg18, vault, janitor)
     vault.close()
 
-    killed = vault.cli(
-        "restore", record.id, "--to", pg18.url(live), "--yes", "--no-safety-backup",
-        cluster=pg18,
-        env={TEST_ONLY_KILL_AT: step},
-    )  # fmt: skip
+    pid = forker.start(  # a pgvault process restoring, SIGKILLed by the test-only kill point
+        run="restore",
+        home=str(vault.home),
+        url=pg18.url(live, with_password=True),
+        backup_id=record.id,
+        kill_at=step,
+    )
 
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert forker.wait(pid) == -signal.SIGKILL
     command = NEXT[step]
     if command == "leftovers":
         listed = vault.cli("restore", "--leftovers", "--to", pg18.url(live), cluster=pg18)
@@ -93,6 +110,22 @@ def test_kill_at_each_swap_step_leaves_the_live_database_whole(
     assert journal_rows.open_entries(catalog) == []
     previous = [db for db in pg18.databases() if db.startswith(f"{live}{PRE_RESTORE_MARK}")]
     assert len(previous) == (1 if step == "swapped" else 0)
+
+
+def test_the_cli_kill_point_is_the_same(pg18: PgCluster, vault: Vault, janitor: Janitor) -> None:
+    """The CLI honours the test-only kill point (read from the environment at import)."""
+    live, record, _new, old = _live_with_backup(pg18, vault, janitor)
+    vault.close()
+    killed = vault.cli(
+        "restore", record.id, "--to", pg18.url(live), "--yes", "--no-safety-backup",
+        cluster=pg18,
+        env={TEST_ONLY_KILL_AT: "scratch_renamed"},
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert live not in pg18.databases()  # the state a crash between the renames leaves
+    done = vault.cli("backup", pg18.url(live), "--no-globals", cluster=pg18)  # any command
+    assert done.returncode == 0, done.stderr
+    assert database_fingerprint(pg18, live) == old
 
 
 def test_a_whole_swap_closes_its_journal_and_leftovers_offer_only_the_previous(

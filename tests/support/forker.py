@@ -32,7 +32,11 @@ def _run(request: dict[str, Any]) -> None:
         backups.create(
             settings,
             catalog,
-            backups.BackupRequest(target=target, dump_format="custom", with_globals=False),
+            backups.BackupRequest(
+                target=target,
+                dump_format=request.get("dump_format", "custom"),
+                with_globals=False,
+            ),
         )
     else:
         journal._KILL_AT = request.get("kill_at")  # the test-only kill point
