@@ -19,6 +19,7 @@ from pgvault.dumps import wholeness
 from pgvault.errors import EXIT_CODES, ArchiveError, VerifyError
 from pgvault.operations import verify
 from support.apiserver import ApiServer, assert_error, database_entry
+from support.dumptar import directory_tar
 from support.pgcluster import FreshPagila, PgCluster
 from support.vault import Janitor, Vault, error_line
 
@@ -41,16 +42,10 @@ def pagila_dumps(
         plain = subprocess.run([*run, "-Fp"], env=env, check=True, capture_output=True)
     finally:
         pg18.psql(f"ALTER DATABASE {pagila_template} ALLOW_CONNECTIONS false")
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w|") as out:
-        out.add(where / "dir" / "toc.dat", arcname="toc.dat")
-        for path in sorted((where / "dir").iterdir()):
-            if path.name != "toc.dat":
-                out.add(path, arcname=path.name)
     return {
         "custom": (where / "p.dump").read_bytes(),
         "piped": piped.stdout,
-        "tar": tar.getvalue(),
+        "tar": directory_tar(where / "dir"),
         "plain": plain.stdout,
     }
 

@@ -40,6 +40,7 @@ from pgvault.operations import startup
 from pgvault.restores.journal import SWAP_STEPS
 from pgvault.restores.steps import PRE_RESTORE_MARK, SCRATCH_MARK
 from support.apiserver import ApiServer, database_entry
+from support.dumptar import directory_tar
 from support.forker import Forker
 from support.pgcluster import PgCluster
 from support.s3server import MotoServer
@@ -223,13 +224,7 @@ def _dumps(cluster: PgCluster, db: str, where: Path) -> dict[str, bytes]:
     custom = subprocess.run([*run, "-Fc"], env=env, check=True, capture_output=True).stdout
     plain = subprocess.run([*run, "-Fp"], env=env, check=True, capture_output=True).stdout
     subprocess.run([*run, "-Fd", "-f", str(where / "dir")], env=env, check=True)
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w|") as out:
-        out.add(where / "dir" / "toc.dat", arcname="toc.dat")
-        for path in sorted((where / "dir").iterdir()):
-            if path.name != "toc.dat":
-                out.add(path, arcname=path.name)
-    return {"custom": custom, "tar": tar.getvalue(), "plain": plain}
+    return {"custom": custom, "tar": directory_tar(where / "dir"), "plain": plain}
 
 
 def _malformed(dumps: dict[str, bytes], rng: random.Random) -> Iterator[tuple[str, bytes]]:

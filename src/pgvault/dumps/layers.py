@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import queue
 import zlib
 from dataclasses import dataclass
 from typing import IO, Literal, Protocol, cast
@@ -290,6 +291,30 @@ class DecryptHook(Protocol):
     """Turns an encrypted stream into a plaintext stream."""
 
     def __call__(self, encrypted: IO[bytes], /) -> IO[bytes]: ...
+
+
+class QueueReader(io.RawIOBase):
+    """The reading end of a bounded queue of chunks (an empty chunk ends the stream): how a
+    push-style chain hands bytes to a pull-style reader in another thread."""
+
+    def __init__(self, chunks: queue.Queue[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer and not self._eof:
+            chunk = self._chunks.get()
+            if not chunk:
+                self._eof = True
+            self._buffer = chunk
+        n = min(len(target), len(self._buffer))
+        memoryview(target)[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
 
 
 def copy_stream(source: IO[bytes], sink: Sink, chunk_size: int = 1024 * 1024) -> int:

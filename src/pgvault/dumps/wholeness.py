@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from pgvault.dumps import psqlguard
-from pgvault.dumps.layers import DecryptHook, open_layers
+from pgvault.dumps.layers import DecryptHook, QueueReader, open_layers
 from pgvault.errors import ArchiveError
 
 BLK_DATA = 1
@@ -375,27 +375,6 @@ def check_opened(raw: IO[bytes], decrypt: DecryptHook | None = None) -> Whole:
 _END = b""
 
 
-class _QueueStream(io.RawIOBase):
-    def __init__(self, chunks: queue.Queue[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer and not self._eof:
-            chunk = self._chunks.get()
-            if not chunk:
-                self._eof = True
-            self._buffer = chunk
-        n = min(len(target), len(self._buffer))
-        memoryview(target)[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-
 class StreamCheck:
     """:func:`check_opened` of bytes pushed with :meth:`feed` (an upload on its way to
     storage), in a thread; :meth:`result` waits for the verdict."""
@@ -405,7 +384,7 @@ class StreamCheck:
         self._verdict: Whole | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
-        stream = io.BufferedReader(_QueueStream(self._chunks), _CHUNK)
+        stream = io.BufferedReader(QueueReader(self._chunks), _CHUNK)
 
         def work() -> None:
             try:

@@ -129,7 +129,7 @@ def _boto_errors(action: str, bucket: str) -> Iterator[None]:
         raise StorageError(f"S3 {action} failed: {_one_line(str(exc))}") from exc
 
 
-_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS: dict[tuple[Any, ...], Any] = {}  # boto3 clients by settings and AWS environment
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -274,27 +274,15 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
-        """The boto3 S3 client, built on first use from the target settings and the AWS chain
-        and shared by every store of the process with the same settings and AWS environment
-        (building one costs a quarter of a second; clients are thread-safe).
-
-        Raises:
-            StorageError: the profile or the AWS configuration is invalid.
-        """
-        key = (
-            self.target.model_dump_json(),
-            self._max_attempts,
-            self._connect_timeout,
-            self._read_timeout,
-            tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))),
-        )
+        """The boto3 client of the target and the AWS chain, shared by the process's stores of
+        the same settings and AWS environment (thread-safe). Raises StorageError if invalid."""
+        aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        limits = (self._max_attempts, self._connect_timeout, self._read_timeout)
+        key = (self.target.model_dump_json(), limits, aws)
         with _CLIENTS_LOCK:
-            found = _CLIENTS.get(key)
-        if found is None:
-            found = self._new_client()
-            with _CLIENTS_LOCK:
-                _CLIENTS[key] = found
-        return found
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self._new_client()
+            return _CLIENTS[key]
 
     def _new_client(self) -> Any:
         import boto3
