@@ -90,7 +90,7 @@ def test_backup_with_wait_then_list_show_download_delete(served: ApiServer) -> N
     seen = {(e["actor"], e["action"]) for e in events}
     assert ("token:test-operator", "POST /api/v1/backups") in seen
     assert ("token:test-admin", "DELETE /api/v1/backups/{backup_id}") in seen
-    assert ("download-link", "GET /api/v1/downloads/{token}") in seen
+    assert ("download-link:token:test-operator", "GET /api/v1/downloads/{token}") in seen
 
 
 def test_backup_job_reports_progress_and_an_idempotency_key_reuses_it(served: ApiServer) -> None:

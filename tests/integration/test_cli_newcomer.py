@@ -137,7 +137,7 @@ def test_cli_restore_follows_the_recent_backup_rule(
         vault,
         f'[databases.app]\nurl = "{pg18.url(live)}"\nrequire_recent_backup_minutes = 60\n',
     )
-    args = ("restore", "--file", str(dump), "--database", "app", "--yes")
+    args = ("restore", "--file", str(dump), "--database", "app", "--yes", "--as-superuser")
 
     refused = vault.cli(*args, "--no-safety-backup", cluster=pg18)
     allowed = vault.cli(*args, cluster=pg18)  # its safety backup is the recent backup

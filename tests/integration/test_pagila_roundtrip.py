@@ -129,7 +129,7 @@ def test_swap_restore_over_the_live_database_keeps_the_previous_one(
     assert_same_database(original, database_fingerprint(pg18, live))
     previous = result.previous_database
     assert previous is not None and previous.startswith(f"{live}_pre_restore_")
-    assert previous in restores.leftovers(target.conn)
+    assert previous in restores.leftovers(vault.catalog, target.conn)
     assert previous in pg18.databases()
     # The previous database is the live one as it was just before the restore.
     assert user_table_counts(pg18, previous)["public.actor"] == 201

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, cast
 
+from pgvault import private
 from pgvault.backups import copies
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
@@ -36,7 +37,7 @@ def download(
     store = copies.readable_location(settings, catalog, record)
     partial = output.with_name(output.name + ".partial")
     try:
-        with store.open_read(record.storage_key) as stored, open(partial, "wb") as out:
+        with store.open_read(record.storage_key) as stored, private.create(partial) as out:
             raw = cast(IO[bytes], _Counted(stored, progress, record.size_bytes))
             stream = open_layers(raw, decrypt).stream if decompress else raw
             written = copy_stream(stream, out)

@@ -280,7 +280,7 @@ def plan(
         storage=first,
         copies=copies,
         key=key,
-        labels={**db.labels, **request.labels},
+        labels=naming.check_labels({**db.labels, **request.labels}),
         timeout=request.timeout if request.timeout is not None else settings.backup_timeout,
         notes=notes,
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from pgvault import files, runtime, storage
+from pgvault import files, runtime, storage, workdirs
 from pgvault.backups import copies
 from pgvault.backups.counting import SnapshotCounter
 from pgvault.backups.estimate import (
@@ -161,11 +160,11 @@ def _dump(
         filtered = bool(request.tables or request.exclude_tables or request.schemas)
         counter = None if filtered else SnapshotCounter(target.conn, str(row[0]))
         with (
-            tempfile.TemporaryDirectory(prefix="pgvault-") as workdir,
+            workdirs.workdir(settings.home, "backup") as workdir,
             CopyWatcher(target.conn, app_name, estimate),
             counter or contextlib.nullcontext(),
         ):
-            entries = _run_pg_dump(plan, str(row[0]), stream, Path(workdir), app_name)
+            entries = _run_pg_dump(plan, str(row[0]), stream, workdir, app_name)
             step(progress, "counting rows in the dump's snapshot")
             existing = set(server.user_tables(conn))
             tables = [t for t in toc.data_tables(entries) if t in existing]
@@ -178,9 +177,11 @@ def _dump(
         record.object_counts = toc.object_counts(entries)
     record.size_bytes, record.sha256 = stream.size, stream.sha256
     if plan.request.with_globals:
-        record.globals_key = dump_globals(
+        stored = dump_globals(
             settings, store, plan.key, target.conn, facts.major, facts.superuser, plan.recipients
         )
+        if stored is not None:
+            record.globals_key, record.globals_sha256 = stored
     return snapshot_at
 
 

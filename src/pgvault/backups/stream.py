@@ -12,6 +12,7 @@ directory) is streamed afterwards as one tar with ``toc.dat`` first.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tarfile
@@ -205,9 +206,14 @@ def dump_globals(
     major: int,
     superuser: bool,
     recipients: Sequence[str],
-) -> str | None:
+) -> tuple[str, str] | None:
     """Store ``pg_dumpall --globals-only`` beside the backup ``key`` (age-encrypted like the
-    backup: it holds role password hashes). Returns its key; a failure only warns (None)."""
+    backup: it holds role password hashes). Returns its key and the sha256 of the stored
+    bytes (checked before any use); a pg_dumpall failure only warns (None).
+
+    Raises:
+        StorageError: the globals cannot be stored (the backup fails with it).
+    """
     globals_key = key + ".globals.sql" + (".age" if recipients else "")
     try:
         pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
@@ -219,8 +225,8 @@ def dump_globals(
             encryptor.write(text)
             encryptor.close()
             text = sealed.getvalue()
-        store.write_bytes(globals_key, text)
     except PgvaultError as exc:
         log.warning("globals (roles, tablespaces) not stored: %s", exc)
         return None
-    return globals_key
+    store.write_bytes(globals_key, text)  # a storage failure fails the backup (full disk)
+    return globals_key, hashlib.sha256(text).hexdigest()

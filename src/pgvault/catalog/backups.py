@@ -33,6 +33,16 @@ class BackupRows(CatalogBase):
         """Insert or replace the row of ``record.id`` (used by updates and rebuilds)."""
         upsert(self, backups, {"id": record.id}, record.model_dump())
 
+    def forget_backup(self, backup_id: str) -> None:
+        """Remove the row of something that never became a backup (an upload refused while
+        it was received). Real backups are never removed: they end ``deleted``."""
+        with transaction(self) as conn:
+            conn.execute(
+                backups.delete().where(
+                    (backups.c.id == backup_id) & (backups.c.status == "running")
+                )
+            )
+
     def get_backup(self, backup_id: str) -> BackupRecord:
         """The backup ``backup_id``.
 

@@ -72,6 +72,7 @@ backups = Table(
     Column("storage", Text, nullable=False),
     Column("storage_key", Text, nullable=False),
     Column("globals_key", Text),
+    Column("globals_sha256", String(64)),
     Column("size_bytes", BigInteger),
     Column("sha256", String(64)),
     Column("server_version", String(32)),
@@ -392,4 +393,28 @@ wal_streams = Table(
     Column("last_error", Text),
     Column("server_lsn", BigInteger),
     Column("slot_retained_bytes", BigInteger),
+)
+
+# --- trust (revision 0004): the journal of restores, so a crash mid-swap is repaired -----
+
+restore_journal = Table(
+    "restore_journal",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("server", String(255), nullable=False),
+    Column("conn_params", JSON, nullable=False),
+    Column("dbname", String(255)),
+    Column("scratch", String(255)),
+    Column("previous", String(255)),
+    Column("load_role", String(64)),
+    Column("load_database", String(255)),
+    Column("proven", Boolean, nullable=False, default=False),
+    Column("runner", String(255)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("outcome", Text),
+    Index("ix_restore_journal_finished", "finished_at"),
 )

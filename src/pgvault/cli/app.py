@@ -10,13 +10,14 @@ none holds backup or restore logic. A :class:`~pgvault.errors.PgvaultError` ends
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from pgvault import __version__
+from pgvault import __version__, redact
 from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve, wal
 from pgvault.cli import files as files_cli
 from pgvault.config.settings import load_settings
@@ -59,9 +60,11 @@ def main(
     ] = False,
 ) -> None:
     """PostgreSQL backups you can restore."""
+    os.umask(0o077)  # what pgvault and its children write is private (0600/0700)
     level = logging.WARNING - 10 * min(verbose, 2)
     fmt = "%(asctime)s " if verbose else ""
     logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
+    redact.install()  # no credential in any line, botocore's debug lines included
     ctx.obj = load_settings(config)
 
 
@@ -101,6 +104,7 @@ HINTS = {
     "config": "--config FILE",
     "backup": "'pgvault list' shows the backups",
     "server": "--to URL",
+    "superuser": "--as-superuser, from the command line only",
 }
 """The CLI's words for what an error :attr:`~pgvault.errors.PgvaultError.needs`."""
 

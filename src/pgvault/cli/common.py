@@ -1,5 +1,5 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), the audit actor, the ``--json`` and
+(with what dead processes left repaired at open), the audit actor, the ``--json`` and
 ``--identity`` options."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from pgvault import backups
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import Decryptor, decryptor_from
+from pgvault.operations import startup
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdentityOpt = Annotated[
@@ -40,9 +40,10 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """Open the catalog and mark backups left running by a dead process ``interrupted``."""
+    """Open the catalog and repair what dead processes left (interrupted backups, unfinished
+    swaps, work directories: :func:`pgvault.operations.startup.recover`)."""
     catalog = Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
+    startup.recover(settings, catalog)
     return catalog
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from pgvault import restores
+from pgvault.catalog import Catalog
 from pgvault.catalog.records import RestoreRecord
 from pgvault.cli import files as files_cli
 from pgvault.cli import render
@@ -100,6 +101,23 @@ DropLeftoverOpt = Annotated[
     str | None, typer.Option(help="Drop one database that --leftovers lists.")
 ]
 
+AsSuperuserOpt = Annotated[
+    bool,
+    typer.Option(
+        "--as-superuser",
+        help="Run the SQL of --file as the connecting superuser instead of the target "
+        "database's owner (only for a file you trust: it can run anything).",
+    ),
+]
+
+RepairOpt = Annotated[
+    bool,
+    typer.Option(
+        "--repair",
+        help="Repair restores a dead pgvault left unfinished (every start does this too).",
+    ),
+]
+
 
 WithFilesOpt = Annotated[
     bool, typer.Option("--with-files", help="Restore the linked file snapshots first.")
@@ -124,6 +142,8 @@ def restore(
     leftovers: LeftoversOpt = False,
     drop_leftover: DropLeftoverOpt = None,
     with_files: WithFilesOpt = False,
+    as_superuser: AsSuperuserOpt = False,
+    repair: RepairOpt = False,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
     physical: Annotated[bool, typer.Option("--physical", help="PITR into --into DIR.")] = False,
@@ -161,10 +181,13 @@ def restore(
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")
-    if leftovers or drop_leftover:
-        _leftovers(settings, to, database, drop_leftover)
+    catalog = open_catalog(settings)  # repairs unfinished restores first
+    if repair:
+        _repair(settings, catalog)
         return
-    catalog = open_catalog(settings)
+    if leftovers or drop_leftover:
+        _leftovers(settings, catalog, to, database, drop_leftover)
+        return
     record = catalog.find_backup(backup_id, database=database) if backup_id else None
     url, name = (to, None) if to else (None, database)
     target = restores.resolve_target(settings, record=record, url=url, database=name)
@@ -181,6 +204,7 @@ def restore(
         decrypt=decryptor(settings, identity),
         created_by="cli",
         with_files=with_files,
+        as_superuser=as_superuser,
     )
     if dry_run:
         _show_preview(restores.plan(settings, catalog, request).preview, as_json)
@@ -236,15 +260,28 @@ def _passkey(target: DatabaseTarget, ask: bool) -> str | None:
     return None
 
 
-def _leftovers(settings: Settings, to: str | None, database: str | None, drop: str | None) -> None:
+def _leftovers(
+    settings: Settings, catalog: Catalog, to: str | None, database: str | None, drop: str | None
+) -> None:
     from pgvault import databases
 
     server_conn = databases.resolve(settings, to, database).conn
     if drop:
-        restores.drop_leftover(server_conn, drop)
+        restores.drop_leftover(catalog, server_conn, drop)
         render.info(f"dropped {drop}")
-    for name in restores.leftovers(server_conn):
+    for name in restores.leftovers(catalog, server_conn):
         render.out.print(name)
+
+
+def _repair(settings: Settings, catalog: Catalog) -> None:
+    """Repair once more (open_catalog did already) and say what is still open."""
+    for done in restores.repair_unfinished(settings, catalog):
+        render.info(f"restore {done.entry_id}: {done.outcome}")
+    still = restores.unfinished(catalog)
+    for entry in still:
+        render.info(f"restore {entry.id} of {entry.dbname} is still unfinished (step {entry.step})")
+    if not still:
+        render.info("no unfinished restore")
 
 
 def _show_preview(preview: restores.RestorePreview, as_json: bool) -> None:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pgvault import redact
 from pgvault.catalog import Catalog, audit
 from pgvault.catalog import accounts as rows
 from pgvault.cli import render
 from pgvault.cli.common import actor as _actor
-from pgvault.cli.common import add_command, settings_of
+from pgvault.cli.common import add_command, open_catalog, settings_of
 from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
 
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _catalog(ctx: typer.Context) -> Catalog:
-    return Catalog.open(settings_of(ctx).catalog_location)
+    return open_catalog(settings_of(ctx))
 
 
 def _secret_from(env_name: str, prompt: str) -> str:
@@ -80,8 +81,10 @@ def serve(
     app = create_app(settings, catalog=catalog, secret=secret, dev=dev)
     scheduler = _start_scheduler(settings, catalog)
     render.info(f"pgvault serving on http://{host}:{port} (docs at /docs)")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    redact.install()  # after uvicorn set up its loggers: tokens and credentials masked
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.Server(config).run()
     finally:
         scheduler.shutdown()
 

@@ -209,6 +209,9 @@ class ApiSettings(BaseModel):
         ge=0,
         description="Delay added per recent failure before answering a failed login (s, max 2).",
     )
+    max_json_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body accepted (bytes)."
+    )
     idempotency_hours: int = Field(
         default=24, ge=1, description="How long an Idempotency-Key maps to its job (hours)."
     )

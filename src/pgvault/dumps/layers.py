@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import queue
 import zlib
 from dataclasses import dataclass
 from typing import IO, Literal, Protocol, cast
@@ -254,7 +255,8 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                 layer,
             )
         else:
-            stream = _checked(gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"), layer)
+            inner = io.BufferedReader(peek)  # GzipFile never closes the stream it is given
+            stream = _checked(gzip.GzipFile(fileobj=inner, mode="rb"), layer, under=inner)
     raise ArchiveError("too many nested compression layers: not a pgvault backup")
 
 
@@ -262,9 +264,10 @@ class _CheckedReader(io.RawIOBase):
     """A decompressing reader whose errors (corrupt or cut-short data) become ArchiveError,
     so callers see one pgvault error instead of zlib's, gzip's or zstandard's."""
 
-    def __init__(self, raw: IO[bytes], layer: Layer) -> None:
+    def __init__(self, raw: IO[bytes], layer: Layer, under: IO[bytes] | None = None) -> None:
         self._raw = raw
         self._layer = layer
+        self._under = under
 
     def readable(self) -> bool:
         return True
@@ -281,17 +284,43 @@ class _CheckedReader(io.RawIOBase):
 
     def close(self) -> None:
         self._raw.close()
+        if self._under is not None:
+            self._under.close()
         super().close()
 
 
-def _checked(raw: object, layer: Layer) -> IO[bytes]:
-    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer))
+def _checked(raw: object, layer: Layer, under: IO[bytes] | None = None) -> IO[bytes]:
+    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer, under))
 
 
 class DecryptHook(Protocol):
     """Turns an encrypted stream into a plaintext stream."""
 
     def __call__(self, encrypted: IO[bytes], /) -> IO[bytes]: ...
+
+
+class QueueReader(io.RawIOBase):
+    """The reading end of a bounded queue of chunks (an empty chunk ends the stream): how a
+    push-style chain hands bytes to a pull-style reader in another thread."""
+
+    def __init__(self, chunks: queue.Queue[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer and not self._eof:
+            chunk = self._chunks.get()
+            if not chunk:
+                self._eof = True
+            self._buffer = chunk
+        n = min(len(target), len(self._buffer))
+        memoryview(target)[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
 
 
 def copy_stream(source: IO[bytes], sink: Sink, chunk_size: int = 1024 * 1024) -> int:

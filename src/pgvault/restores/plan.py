@@ -9,20 +9,20 @@ executes. :func:`resolve_target` is the one place a restore's target database is
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pgvault import databases
+from pgvault import databases, workdirs
 from pgvault.backups import copies
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps import header, toc
+from pgvault.dumps import header, toc, wholeness
 from pgvault.dumps.layers import DecryptHook, OpenedDump
+from pgvault.dumps.psqlguard import supports_restrict
 from pgvault.errors import ConfigError, NotFound, RestoreError
 from pgvault.postgres import server, tools
 from pgvault.restores import policy
@@ -49,6 +49,8 @@ class RestoreRequest:
     decrypt: DecryptHook | None = None
     created_by: str | None = None
     with_files: bool = False
+    as_superuser: bool = False
+    client: str | None = None
 
 
 @dataclass
@@ -101,6 +103,12 @@ class RestorePlan:
         """The database restored into."""
         return self.request.target
 
+    @property
+    def untrusted(self) -> bool:
+        """Whether the SQL came from outside pgvault (a file, an upload): it then runs with
+        the target owner's privileges (:mod:`pgvault.restores.privileges`)."""
+        return self.record is None or self.record.trigger == "upload"
+
 
 def client_tools(
     settings: Settings, server_major: int | None = None, dump_major: int | None = None
@@ -108,16 +116,19 @@ def client_tools(
     """The pg_restore and psql a restore into a server of ``server_major`` uses, by the rule
     of :func:`pgvault.postgres.tools.rank`: the target's own major first, then the newest
     newer one; pg_restore at least as new as the pg_dump that wrote the archive
-    (``dump_major``: an older pg_restore refuses a newer archive version).
+    (``dump_major``: an older pg_restore refuses a newer archive version). Whether that psql
+    has restricted mode is noted (replaying SQL from outside needs it).
 
     Raises:
         ToolError: no fitting pg_restore or psql is installed.
     """
+    psql = tools.choose("psql", server_major, settings.bin_dir)
     return Tools(
         pg_restore=tools.choose(
             "pg_restore", server_major, settings.bin_dir, at_least=dump_major or 0
         ).path,
-        psql=tools.choose("psql", server_major, settings.bin_dir).path,
+        psql=psql.path,
+        psql_restrict=supports_restrict(psql.major, psql.minor),
     )
 
 
@@ -202,11 +213,16 @@ def plan(
 
     Raises:
         NotFound, RestoreError: as for :func:`open_source`.
-        ArchiveError: the source is not a dump.
+        ArchiveError: the source is not a dump; a file is not whole (cut short) or holds
+            psql meta-commands.
         ConnectionFailed: the target's server cannot be reached.
         ToolError: no pg_restore or psql.
     """
     source, record = open_source(settings, catalog, request)
+    if record is None:
+        # a file from outside: whole, and (plain SQL) free of psql meta-commands, before
+        # anything is planned on it (the catalog's sha256 vouches for stored backups)
+        wholeness.check_opened(source.open_raw(), source.decrypt)
     conn_info = request.target.conn
     with server.connect(conn_info.with_dbname("postgres")) as conn:
         exists = server.database_exists(conn, conn_info.dbname)
@@ -218,9 +234,9 @@ def plan(
     entries: list[toc.TocEntry] = []
     with opened.stream as stream:
         if preview:
-            with tempfile.TemporaryDirectory(prefix="pgvault-plan-") as tmp:
+            with workdirs.workdir(settings.home, "plan") as tmp:
                 entries = toc.toc_of_stored(
-                    tool_set.pg_restore, stream, kind, Path(tmp), source.seekable_file(opened)
+                    tool_set.pg_restore, stream, kind, tmp, source.seekable_file(opened)
                 )
     found = RestorePreview(
         source=source.label,

@@ -9,8 +9,10 @@ signed download links.
   issues the next one of the same family; presenting a revoked one (a stolen copy replayed)
   revokes the whole family (OAuth 2.0 Security BCP, "refresh token rotation").
 * API token: ``pgv_<random>`` (256 bits) for scripts and CI, shown once, sha256 stored.
-* Download link: a JWT with ``typ=download`` and the backup id, valid a few minutes, so a
-  browser can fetch a backup without a bearer token in its URL.
+* Download link: a JWT with ``typ=download``, the backup id and who made it (``by``: a
+  user with their ``token_version``, or an API token), valid a few minutes, so a browser can
+  fetch a backup without a bearer token in its URL. It dies with its creator: a deleted or
+  disabled user (or one whose sessions were ended), a revoked or expired API token.
 * Browser session: a JWT with ``typ=session`` in the dashboard's cookie; its forms carry an
   HMAC of the session (:meth:`Tokens.sign`) against cross-site requests.
 
@@ -264,19 +266,43 @@ class Tokens:
 
     # --- download links -----------------------------------------------------------------
 
-    def sign_download(self, backup_id: str) -> tuple[str, datetime]:
-        """A download token for ``backup_id`` and when it expires (UTC)."""
+    def sign_download(self, backup_id: str, creator: Principal) -> tuple[str, datetime]:
+        """A download token for ``backup_id`` made by ``creator``, and when it expires (UTC)."""
         lifetime = timedelta(seconds=self._api.download_link_seconds)
-        token = self._encode({"sub": backup_id, "typ": "download"}, lifetime)
+        by: dict[str, Any] = {"kind": creator.kind, "id": creator.id}
+        if creator.kind == "user":
+            user = rows.find_user(self._catalog, user_id=creator.id)
+            by["ver"] = user.token_version if user is not None else -1
+        token = self._encode({"sub": backup_id, "typ": "download", "by": by}, lifetime)
         return token, runtime.now() + lifetime
 
-    def check_download(self, token: str) -> str:
-        """The backup id a download token was signed for.
+    def check_download(self, token: str) -> tuple[str, Principal]:
+        """The backup id a download token was signed for, and its creator (still valid).
 
         Raises:
-            AuthError: expired or tampered (ask for a new link).
+            AuthError: expired, tampered, or its creator is gone, disabled or revoked (ask
+                for a new link).
         """
-        return str(self._decode(token, "download")["sub"])
+        claims = self._decode(token, "download")
+        by = claims.get("by")
+        if not isinstance(by, dict):
+            raise AuthError("the download link is not valid: ask for a new one")
+        return str(claims["sub"]), self._creator(by)
+
+    def _creator(self, by: dict[str, Any]) -> Principal:
+        gone = AuthError("the download link's creator is gone or disabled: ask for a new one")
+        if by.get("kind") == "user":
+            user = rows.find_user(self._catalog, user_id=str(by.get("id")))
+            if user is None or user.disabled or user.token_version != by.get("ver"):
+                raise gone
+            return Principal("user", user.id, user.username, user.role)
+        found = [t for t in rows.list_api_tokens(self._catalog) if t.id == by.get("id")]
+        now = runtime.now()
+        if not found or found[0].revoked_at is not None:
+            raise gone
+        if found[0].expires_at is not None and found[0].expires_at <= now:
+            raise gone
+        return Principal("token", found[0].id, found[0].name, found[0].role)
 
 
 # --- API tokens (no signing secret needed) -------------------------------------------------

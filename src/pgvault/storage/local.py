@@ -1,12 +1,15 @@
 """Backups in a local directory (or any mounted file system).
 
 A write goes to ``<key>.partial`` beside its final path, is fsynced, then renamed over the
-final name, so a crash never leaves a half-written object under a real key.
+final name, so a crash never leaves a half-written object under a real key. Files are 0600
+and the directories pgvault creates 0700, whatever the umask (:mod:`pgvault.private`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlparse
 
+from pgvault import private
 from pgvault.errors import NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
 
@@ -26,37 +30,57 @@ def _info(key: str, path: Path) -> ObjectInfo:
     return ObjectInfo(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
 
 
+def _write_error(store: str, root: Path, path: Path, exc: OSError) -> StorageError:
+    """One line for a failed write; a full disk (or quota) says so and how much is left."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = next((p for p in (path.parent, *path.parents) if p.exists()), root)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            free = 0
+        return StorageError(
+            f"storage target {store!r} is full: {free} bytes left on {root}: free space "
+            "there or choose another storage target",
+            needs="storage",
+        )
+    return StorageError(f"cannot write {path}: {exc.strerror}")
+
+
 class _LocalWriter(ObjectWriter):
     def __init__(
         self,
         key: str,
         final: Path,
+        store: str,
+        root: Path,
         deferred: list[Path] | None = None,
         made: set[Path] | None = None,
     ) -> None:
         self._key = key
         self._final = final
+        self._store = store
+        self._root = root
         self._deferred = deferred
         self._partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
             if made is None or final.parent not in made:
-                final.parent.mkdir(parents=True, exist_ok=True)
+                private.makedirs(final.parent)
             try:
-                self._file: IO[bytes] | None = open(self._partial, "wb")  # noqa: SIM115
+                self._file: IO[bytes] | None = private.create(self._partial)
             except FileNotFoundError:  # the directory went away since it was made
-                final.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self._partial, "wb")  # noqa: SIM115
+                private.makedirs(final.parent)
+                self._file = private.create(self._partial)
             if made is not None:
                 made.add(final.parent)
         except OSError as exc:
-            raise StorageError(f"cannot write {final}: {exc.strerror}") from exc
+            raise _write_error(store, root, final, exc) from exc
 
     def write(self, data: bytes, /) -> int:
         assert self._file is not None
         try:
             return self._file.write(data)
         except OSError as exc:
-            raise StorageError(f"cannot write {self._partial}: {exc.strerror}") from exc
+            raise _write_error(self._store, self._root, self._partial, exc) from exc
 
     def commit(self) -> ObjectInfo:
         assert self._file is not None
@@ -71,14 +95,24 @@ class _LocalWriter(ObjectWriter):
                 self._deferred.append(self._final)  # list.append is atomic
         except OSError as exc:
             self.abort()
-            raise StorageError(f"cannot write {self._final}: {exc.strerror}") from exc
+            raise _write_error(self._store, self._root, self._final, exc) from exc
         return _info(self._key, self._final)
 
     def abort(self) -> None:
+        """Discard the partial file; never raises (a full disk fails the close's flush)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._partial.unlink(missing_ok=True)
+            handle, self._file = self._file, None
+            try:
+                handle.close()
+            except OSError:
+                try:
+                    os.close(handle.fileno())
+                except (OSError, ValueError):
+                    pass
+        try:
+            self._partial.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 class LocalStorage(Storage):
@@ -98,12 +132,12 @@ class LocalStorage(Storage):
         return self.root / validate_key(key)
 
     def open_write(self, key: str) -> ObjectWriter:
-        return _LocalWriter(key, self._path(key))
+        return _LocalWriter(key, self._path(key), self.name, self.root)
 
     def open_batch_write(self, key: str) -> ObjectWriter:
         """Without the fsync at commit: :meth:`sync` fsyncs every such file (and its
         directory) later, all at once, which lets the kernel batch the flushes."""
-        return _LocalWriter(key, self._path(key), self._unsynced, self._made)
+        return _LocalWriter(key, self._path(key), self.name, self.root, self._unsynced, self._made)
 
     def sync(self) -> None:
         """fsync the files committed by batch writers, then their directories."""
@@ -192,9 +226,10 @@ class LocalStorage(Storage):
 
     def check_writable(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private.makedirs(self.root)
             probe = self.root / f".pgvault-write-check-{os.getpid()}"
-            probe.write_bytes(b"ok")
+            with private.create(probe) as handle:
+                handle.write(b"ok")
             probe.unlink()
         except OSError as exc:
             raise StorageError(

@@ -31,7 +31,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -53,6 +55,10 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+
+
+_CLIENTS: dict[tuple[Any, ...], Any] = {}  # boto3 clients by settings and AWS environment
+_CLIENTS_LOCK = threading.Lock()
 
 
 def _utc(value: datetime) -> datetime:
@@ -210,11 +216,17 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
-        """The boto3 S3 client, built on first use from the target settings and the AWS chain.
+        """The boto3 client of the target and the AWS chain, shared by the process's stores of
+        the same settings and AWS environment (thread-safe). Raises StorageError if invalid."""
+        aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        limits = (self._max_attempts, self._connect_timeout, self._read_timeout)
+        key = (self.target.model_dump_json(), limits, aws)
+        with _CLIENTS_LOCK:
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self._new_client()
+            return _CLIENTS[key]
 
-        Raises:
-            StorageError: the profile or the AWS configuration is invalid.
-        """
+    def _new_client(self) -> Any:
         import boto3
         import botocore.session
         from botocore.config import Config

@@ -33,7 +33,9 @@ from pgvault.api.schemas import (
 from pgvault.api.streams import backup_download
 from pgvault.api.uploads import MultipartStream, check_length, multipart_body
 from pgvault.catalog.records import BackupRecord
+from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
+from pgvault.errors import ConfigError
 from pgvault.operations import prune
 from pgvault.service import jobs
 
@@ -65,6 +67,7 @@ def start_backup(
     it ends and answers the backup. The same ``Idempotency-Key`` within a day answers the
     same job instead of starting another."""
     target = databases.from_config(settings, body.database)
+    _configured_storage(settings, body.storage)
     backup_request = backups.BackupRequest(
         target=target,
         dump_format=body.format,
@@ -92,6 +95,22 @@ def start_backup(
     return BackupDoneOut(
         job=JobOut.model_validate(job.model_dump()),
         backup=BackupOut.of(catalog.get_backup(str(job.backup_id))),
+    )
+
+
+def _configured_storage(settings: Settings, name: str | None) -> None:
+    """Over the API a storage target is chosen by its configured name only: no path or URL
+    from a request ever becomes a place pgvault writes to.
+
+    Raises:
+        ConfigError: not a configured target's name (400, listing the names).
+    """
+    if name is None or name in settings.storage_targets:
+        return
+    known = ", ".join(sorted(settings.storage_targets)) or "none configured"
+    raise ConfigError(
+        f"unknown storage target {name[:80]!r}: name one of the configured targets ({known}); "
+        "paths and URLs are not accepted here"
     )
 
 
@@ -180,10 +199,13 @@ def download(backup_id: str, settings: SettingsDep, catalog: CatalogDep) -> Stre
     response_model=DownloadLinkOut,
     dependencies=[require_role("operator")],
 )
-def download_link(backup_id: str, catalog: CatalogDep, tokens: TokensDep) -> DownloadLinkOut:
-    """A signed link, valid a few minutes, for browsers (no bearer token in a URL)."""
+def download_link(
+    backup_id: str, catalog: CatalogDep, tokens: TokensDep, caller: Caller
+) -> DownloadLinkOut:
+    """A signed link, valid a few minutes, for browsers (no bearer token in a URL); it stops
+    working when its creator is deleted, disabled or revoked."""
     catalog.get_backup(backup_id)
-    token, expires = tokens.sign_download(backup_id)
+    token, expires = tokens.sign_download(backup_id, caller)
     return DownloadLinkOut(url=f"/api/v1/downloads/{token}", expires_at=expires)
 
 
@@ -192,8 +214,8 @@ def signed_download(
     token: str, request: Request, settings: SettingsDep, catalog: CatalogDep, tokens: TokensDep
 ) -> StreamingResponse:
     """Download by a signed link (``POST /backups/{id}/download-link``); 401 once expired."""
-    backup_id = tokens.check_download(token)
-    request.state.audit_actor = "download-link"
+    backup_id, creator = tokens.check_download(token)
+    request.state.audit_actor = f"download-link:{creator.actor}"
     request.state.audit_target = f"backup={backup_id}"
     return _stream(settings, catalog, backup_id)
 

@@ -9,7 +9,14 @@ from typing import IO, Any, cast, get_args
 from fastapi import APIRouter, Request, Response, status
 
 from pgvault import restores
-from pgvault.api.deps import Caller, CatalogDep, RunnerDep, SettingsDep, require_role
+from pgvault.api.deps import (
+    Caller,
+    CatalogDep,
+    RunnerDep,
+    SettingsDep,
+    client_address,
+    require_role,
+)
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import ErrorBody, JobOut, RestoreIn, RestorePreviewIn
 from pgvault.api.uploads import MultipartStream, check_length, multipart_body
@@ -26,7 +33,12 @@ TOO_LARGE: dict[int | str, dict[str, Any]] = {
 
 
 def _request(
-    settings: Settings, catalog: CatalogDep, backup_id: str, body: RestorePreviewIn, actor: str
+    settings: Settings,
+    catalog: CatalogDep,
+    backup_id: str,
+    body: RestorePreviewIn,
+    actor: str,
+    client: str | None = None,
 ) -> restores.RestoreRequest:
     record = catalog.get_backup(backup_id)
     target = restores.resolve_target(settings, record=record, database=body.target)
@@ -39,6 +51,7 @@ def _request(
         safety_backup=body.safety_backup,
         decrypt=decryptor_from(settings.age_identity_file),
         created_by=actor,
+        client=f"{actor}@{client}",
     )
 
 
@@ -64,6 +77,7 @@ def preview_restore(
 def restore_backup(
     backup_id: str,
     body: RestoreIn,
+    request: Request,
     response: Response,
     settings: SettingsDep,
     catalog: CatalogDep,
@@ -73,7 +87,10 @@ def restore_backup(
     """Restore a backup into a configured database as a job (the core's safe restore with
     its automatic pre-restore backup). Refused (403) by the target's policies: confirmation,
     passkey, recent backup, environment; 409 while a backup or restore of it runs."""
-    job = jobs.restore_backup(runner, _request(settings, catalog, backup_id, body, caller.actor))
+    client = client_address(request)
+    job = jobs.restore_backup(
+        runner, _request(settings, catalog, backup_id, body, caller.actor, client)
+    )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.model_validate(job.model_dump())
 
@@ -125,6 +142,7 @@ def restore_upload(
         passkey=fields.get("passkey") or None,
         decrypt=decryptor_from(settings.age_identity_file),
         created_by=caller.actor,
+        client=f"{caller.actor}@{client_address(request)}",
     )
     record, job = jobs.restore_upload(
         runner, restore, cast(IO[bytes], form), limit=limit, filename=form.filename

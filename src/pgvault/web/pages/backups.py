@@ -162,13 +162,13 @@ def verify(
 
 
 @router.post("/backups/{backup_id}/download", dependencies=acting("operator"))
-def download(backup_id: str, parts: Parts) -> Response:
+def download(backup_id: str, parts: Parts, who: Viewer) -> Response:
     """Send the browser to a signed download link, valid a few minutes (the stored bytes
     as they are: compressed, maybe encrypted)."""
     record = parts.catalog.get_backup(backup_id)
     if record.status != "completed":
         raise ConfigError(f"backup {record.id} is {record.status}: only completed ones download")
-    token, _expires = parts.tokens.sign_download(record.id)
+    token, _expires = parts.tokens.sign_download(record.id, who)
     return redirect(f"/api/v1/downloads/{token}")
 
 

@@ -76,7 +76,7 @@ def _kept(parts: Parts, job: JobRecord) -> tuple[str | None, bool]:
         return kept, False
     try:
         target = databases.from_config(parts.settings, job.database)
-        return kept, kept in restores.leftovers(target.conn)
+        return kept, kept in restores.leftovers(parts.catalog, target.conn)
     except PgvaultError:
         return kept, False
 
@@ -144,5 +144,6 @@ def drop_kept(job_id: str, parts: Parts, name: Annotated[str, Form(max_length=25
     kept, _ = _kept(parts, job)
     if name != kept or job.database is None:
         raise PermissionDenied(f"{name!r} is not the database this restore kept; nothing dropped")
-    restores.drop_leftover(databases.from_config(parts.settings, job.database).conn, name)
+    target = databases.from_config(parts.settings, job.database)
+    restores.drop_leftover(parts.catalog, target.conn, name)
     return redirect(f"/jobs/{job_id}?done=dropped")
