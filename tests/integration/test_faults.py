@@ -70,7 +70,7 @@ def test_a_full_disk_fails_the_backup_in_one_line_in_every_format(
         "--compression", "none", cluster=pg18,
     )  # fmt: skip
     assert done.returncode == EXIT_CODES[BackupError], done.stderr
-    lines["custom"] = error_line(done)
+    lines["custom"] = error_line(done, alone=False)  # after the phase line "dumping ..."
 
     for dump_format, line in lines.items():
         assert line.startswith(f"error: backup of {db} failed: storage target 'small' is full: ")

@@ -171,7 +171,9 @@ def test_each_newer_construct_is_rewritten_for_15(
         result = restores.restore(
             vault.settings,
             vault.catalog,
-            RestoreRequest(target=vault.target(pg15, dst), file=dump, confirm=dst),
+            RestoreRequest(
+                target=vault.target(pg15, dst), file=dump, confirm=dst, as_superuser=True
+            ),  # the test's own file, into a new database: a superuser restore
         )
 
         assert result.status == "completed"

@@ -15,6 +15,7 @@ import logging
 import os
 import pwd
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -147,6 +148,30 @@ def require_reachable(path: Path, account: tuple[int, int] | None) -> None:
                 f"the server's OS user (uid {uid}) cannot reach {path}: {directory} is not "
                 "searchable by it; chmod o+x it or choose another directory"
             )
+
+
+def reachable(path: Path, account: tuple[int, int] | None) -> bool:
+    """Whether the server's OS user (``account``; None: pgvault's own) can search every
+    existing directory down to ``path`` (:func:`require_reachable` without the error)."""
+    try:
+        require_reachable(path, account)
+    except ConfigError:
+        return False
+    return True
+
+
+def scratch_root(settings: Settings, account: tuple[int, int] | None) -> Path:
+    """Where a throwaway cluster of pgvault's own goes (a verification, a restore of one
+    database): ``<home>/restores`` when the server's OS user reaches it, else the system's
+    temporary directory (as root, a private ``PGVAULT_HOME`` is closed to that user; the
+    cluster's own directory is made 0700 and given to it there).
+    """
+    home = Path(settings.home).absolute() / "restores"
+    if reachable(home, account):
+        return home
+    scratch = Path(tempfile.gettempdir())
+    log.info("%s is closed to the server's OS user: its cluster goes under %s", home, scratch)
+    return scratch
 
 
 def give_tree(path: Path, account: tuple[int, int] | None) -> None:

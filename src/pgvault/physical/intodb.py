@@ -93,7 +93,7 @@ def run(
         restored = restores.restore(
             settings,
             catalog,
-            dataclasses.replace(destination, file=dump, backup_id=None),
+            dataclasses.replace(destination, file=dump, backup_id=None, file_by_pgvault=True),
             progress=lambda event: _report_step(step, event),
         )
     finally:

@@ -67,7 +67,7 @@ def private_cluster(
         RestoreError, ArchiveError, ToolError, ConfigError: as :func:`recovery.run`.
     """
     account = cluster.server_account(settings)
-    work = Path(settings.home).absolute() / "restores" / runtime.new_id()
+    work = cluster.scratch_root(settings, account) / f"pgvault-recovery-{runtime.new_id()}"
     work.mkdir(parents=True, mode=0o700)
     sockets = Path(tempfile.mkdtemp(prefix="pgv-"))  # short: sun_path holds 107 bytes
     try:

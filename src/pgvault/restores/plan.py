@@ -32,7 +32,12 @@ from pgvault.restores.loading import Source, Tools, default_jobs
 @dataclass(frozen=True)
 class RestoreRequest:
     """One restore: what (a backup id or a file), where, how, and the caller's answers to
-    the restore policy (``confirm``: the target's name typed; ``passkey``)."""
+    the restore policy (``confirm``: the target's name typed; ``passkey``).
+
+    ``file_by_pgvault`` says ``file`` is a dump this process wrote itself (point-in-time
+    recovery into one database dumps the database from the cluster pgvault recovered from
+    its own checksummed base backup): it is trusted like a backup. No shell sets it.
+    """
 
     target: DatabaseTarget
     backup_id: str | None = None
@@ -51,6 +56,7 @@ class RestoreRequest:
     with_files: bool = False
     as_superuser: bool = False
     client: str | None = None
+    file_by_pgvault: bool = False
 
 
 @dataclass
@@ -107,7 +113,9 @@ class RestorePlan:
     def untrusted(self) -> bool:
         """Whether the SQL came from outside pgvault (a file, an upload): it then runs with
         the target owner's privileges (:mod:`pgvault.restores.privileges`)."""
-        return self.record is None or self.record.trigger == "upload"
+        if self.record is None:
+            return not (self.request.file is not None and self.request.file_by_pgvault)
+        return self.record.trigger == "upload"
 
 
 def client_tools(
