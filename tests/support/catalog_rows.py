@@ -5,10 +5,13 @@ small test version.
 The rows look like an installation backing up each database hourly: ``databases`` names
 ``db000``, ``db001``, ...; each database's newest backup is near ``now`` and its older ones
 one hour apart, so 100,000 rows over 100 databases span about 42 days. Among them, at fixed
-positions: failed and interrupted runs, manual backups, the oldest fifth ``deleted`` by
-retention, a database whose last run failed, one whose newest backup shrank, and exact ties
-of ``started_at`` between two databases (``id`` breaks them). Deterministic for given
-arguments.
+positions: failed and interrupted runs, manual backups, a database whose last run failed,
+one whose newest backup shrank, and exact ties of ``started_at`` between two databases
+(``id`` breaks them). Rows are ``deleted`` (labelled ``deleted_by=retention``) as the
+policy :data:`POLICY` would have left them when applied an hour ago (older than 30 days;
+failed or interrupted and older than 7 days), and the oldest tenth of each database too,
+so a prune finds about one row per database due, as after hourly runs. Deterministic for
+given arguments.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from pgvault.catalog.records import BackupRecord
 
 ENVIRONMENTS = ("production", "production", "staging", "staging", "development")
 TABLES = tuple(f"public.table_{n:02d}" for n in range(20))
+POLICY = {"max_age_days": 30, "keep_daily": 7, "failed_max_age_days": 7}
+"""The retention policy the rows were pruned by (``[databases.NAME.retention]``)."""
+KEPT_HOURS = 30 * 24
+FAILED_HOURS = 7 * 24
 
 
 def database_names(databases: int) -> list[str]:
@@ -37,19 +44,18 @@ def environment_of(d: int) -> str:
 def _status(d: int, k: int, count: int) -> str:
     if k == 0 and d % 10 == 4:
         return "failed"  # this database's last run failed
-    if k >= count - count // 5:
+    if k >= count - count // 10 or k > KEPT_HOURS:
         return "deleted"
-    if k % 41 == 5:
-        return "failed"
-    if k % 97 == 7:
-        return "interrupted"
-    return "completed"
+    ended = "failed" if k % 41 == 5 else "interrupted" if k % 97 == 7 else "completed"
+    if ended != "completed" and k > FAILED_HOURS:
+        return "deleted"
+    return ended
 
 
 def synthetic_record(d: int, k: int, count: int, now: datetime) -> BackupRecord:
     """Backup number ``k`` (0: newest) of database number ``d``, which has ``count``."""
     name = f"db{d:03d}"
-    started = now - timedelta(hours=k, seconds=7 * (d % 50) + 60)  # db d and d+50 tie
+    started = now - timedelta(hours=k, seconds=7 * (d // 2) + 60)  # databases 2n and 2n+1 tie
     backup_id = f"{started:%Y%m%d-%H%M%S}-{d:04x}"
     status = _status(d, k, count)
     noise = int(hashlib.sha256(backup_id.encode()).hexdigest()[:6], 16)

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
-from pgvault import backups, databases, storage
-from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -19,11 +17,14 @@ from pgvault.cli.common import (
     open_catalog,
     settings_of,
 )
-from pgvault.cli.progress import BytesProgress
-from pgvault.config.settings import Settings
 from pgvault.errors import EXIT_CODES, BackupError, ConfigError
-from pgvault.operations import verify
-from pgvault.postgres import conninfo
+
+if TYPE_CHECKING:
+    from pgvault import databases
+    from pgvault.backups import BackupRequest
+    from pgvault.catalog.records import BackupCopy, BackupRecord
+    from pgvault.config.settings import Settings
+    from pgvault.postgres.conninfo import ConnInfo
 
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database", "-d", help="A database named in the config.")
@@ -116,10 +117,14 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Back up a database into a storage target. With --all, every database of a server."""
+    from pgvault import backups, databases
+    from pgvault.cli.progress import BytesProgress
+    from pgvault.postgres import conninfo
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
 
-    def request(target: databases.DatabaseTarget) -> backups.BackupRequest:
+    def request(target: databases.DatabaseTarget) -> BackupRequest:
         return backups.BackupRequest(
             target=target,
             dump_format=dump_format,
@@ -180,8 +185,12 @@ def list_(
 ) -> None:
     """List backups, newest first. From the catalog, or with --from-storage from the
     manifests in a storage target."""
+    from pgvault.catalog.records import BackupStatus
+
     settings = settings_of(ctx)
     if from_storage:
+        from pgvault import backups, storage
+
         found = backups.stored_manifests(storage.resolve(settings, storage_name))
         chosen = [
             r
@@ -275,6 +284,8 @@ def verify_(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a backup's stored bytes and archive. --full also test-restores it."""
+    from pgvault.operations import verify
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)
@@ -293,7 +304,10 @@ def verify_(
         render.info(f"backup {record.id}: ok ({result.detail})")
 
 
-def _server_of(settings: Settings, record: BackupRecord, url: str | None) -> conninfo.ConnInfo:
+def _server_of(settings: Settings, record: BackupRecord, url: str | None) -> ConnInfo:
+    from pgvault import databases
+    from pgvault.postgres import conninfo
+
     if url is not None:
         return conninfo.parse(url)
     if record.database in settings.databases:
@@ -312,6 +326,8 @@ def download(
     identity: IdentityOpt = None,
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
+    from pgvault import backups
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)
@@ -332,6 +348,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete a backup's stored files and copies. Its catalog row stays, marked deleted."""
+    from pgvault import backups
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id)

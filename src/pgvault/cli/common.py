@@ -1,19 +1,23 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), the ``--json`` and ``--identity`` options."""
+(with interrupted backups recovered at open), the ``--json`` and ``--identity`` options.
+
+Command modules import the domain inside their command functions (and types under
+``TYPE_CHECKING``), so ``pgvault --help`` and each command load only what they use.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgvault import backups
-from pgvault.catalog import Catalog
-from pgvault.config.settings import Settings
-from pgvault.dumps.encryption import Decryptor, decryptor_from
+if TYPE_CHECKING:
+    from pgvault.catalog import Catalog
+    from pgvault.config.settings import Settings
+    from pgvault.dumps.encryption import Decryptor
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdentityOpt = Annotated[
@@ -32,18 +36,28 @@ def add_command(app: typer.Typer, name: str, function: Callable[..., None]) -> N
 
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings the app callback loaded (``ctx.obj``)."""
+    from pgvault.config.settings import Settings
+
     settings = ctx.obj
     assert isinstance(settings, Settings)
     return settings
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """Open the catalog and mark backups left running by a dead process ``interrupted``."""
+    """Open the catalog and mark backups left running by a dead process ``interrupted``
+    (the backup machinery is loaded only when some backup is still ``running``)."""
+    from pgvault.catalog import Catalog
+
     catalog = Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
+    if catalog.running_backups():
+        from pgvault.backups.record import recover_interrupted
+
+        recover_interrupted(settings, catalog)
     return catalog
 
 
 def decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
     """The age identities of ``--identity`` (else the configured identity file), if any."""
+    from pgvault.dumps.encryption import decryptor_from
+
     return decryptor_from(identity or settings.age_identity_file)

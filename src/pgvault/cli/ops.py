@@ -12,7 +12,6 @@ import typer
 
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, add_command, open_catalog, settings_of
-from pgvault.operations import monitoring, prune, scheduler, schedules
 
 
 def prune_(
@@ -33,6 +32,8 @@ def prune_(
     """Apply retention: delete the backups no rule keeps. Their stored files and copies go,
     then the catalog row is marked deleted; prints each backup's fate and the rule behind
     it."""
+    from pgvault.operations import prune
+
     settings = settings_of(ctx)
     items = prune.apply(
         settings, open_catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
@@ -73,6 +74,8 @@ def schedules_(
 ) -> None:
     """List the schedules and their next runs. Times are in each schedule's own time zone,
     with UTC beside them."""
+    from pgvault.operations import schedules
+
     infos = schedules.next_runs(settings_of(ctx), count=count)
     if as_json:
         render.as_json(infos)
@@ -99,6 +102,8 @@ def scheduler_(ctx: typer.Context) -> None:
     """Run the schedules alone, without the API. Scheduled backups, restore drills, cleanup
     and freshness checks run until SIGTERM; a running backup gets
     scheduler.shutdown_grace_seconds to finish."""
+    from pgvault.operations import scheduler
+
     settings = settings_of(ctx)
     ours = logging.getLogger("pgvault")
     if ours.getEffectiveLevel() > logging.INFO:
@@ -115,6 +120,8 @@ def history_(
     as_json: JsonOpt = False,
 ) -> None:
     """Backups per day and database. Completed, failed, interrupted, bytes."""
+    from pgvault.operations import monitoring
+
     rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
     if as_json:
         render.as_json(rows)
@@ -140,6 +147,8 @@ def history_(
 def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Each database's backup health: ok, warning or critical. Judged by freshness, size and
     the last run; exits 1 unless all are ok."""
+    from pgvault.operations import monitoring
+
     settings = settings_of(ctx)
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:

@@ -7,12 +7,10 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgvault import restores
-from pgvault.catalog.records import RestoreRecord
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -22,10 +20,13 @@ from pgvault.cli.common import (
     open_catalog,
     settings_of,
 )
-from pgvault.config.settings import Settings
-from pgvault.databases import DatabaseTarget
 from pgvault.errors import ConfigError
-from pgvault.restores import policy
+
+if TYPE_CHECKING:
+    from pgvault.catalog.records import RestoreRecord
+    from pgvault.config.settings import Settings
+    from pgvault.databases import DatabaseTarget
+    from pgvault.restores import RestorePreview
 
 PASSKEY_ENV = "PGVAULT_RESTORE_PASSKEY"
 
@@ -121,6 +122,9 @@ def restore(
 ) -> None:
     """Restore a backup or a dump file into a database, safely. Swap mode never touches the
     live database until the restored copy is proven."""
+    from pgvault import restores
+    from pgvault.restores import policy
+
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")
@@ -195,7 +199,7 @@ def _passkey(target: DatabaseTarget, ask: bool) -> str | None:
 
 
 def _leftovers(settings: Settings, to: str | None, database: str | None, drop: str | None) -> None:
-    from pgvault import databases
+    from pgvault import databases, restores
 
     server_conn = databases.resolve(settings, to, database).conn
     if drop:
@@ -205,7 +209,7 @@ def _leftovers(settings: Settings, to: str | None, database: str | None, drop: s
         render.out.print(name)
 
 
-def _show_preview(preview: restores.RestorePreview, as_json: bool) -> None:
+def _show_preview(preview: RestorePreview, as_json: bool) -> None:
     if as_json:
         render.as_json(preview)
         return
