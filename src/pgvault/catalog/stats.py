@@ -12,19 +12,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from pgvault.catalog import days
-from pgvault.catalog.backups import older_than
+from pgvault.catalog import days, newest
 from pgvault.catalog.days import STATUSES
 from pgvault.catalog.engine import CatalogBase, select_rows, transaction, utc
+from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backup_days, backups, restores
 
-ENDED = ("completed", "failed", "interrupted")
-LOOK_BACK = 200
-"""Completed rows before a database's newest that :meth:`StatsRows.newest_rows` looks
-through for a comparable one."""
 RETENTION_COLUMNS = (
     "id",
     "database",
@@ -44,28 +39,7 @@ RETENTION_COLUMNS = (
 prune report shows."""
 
 
-@dataclass(frozen=True)
-class NewestRows:
-    """One database's newest rows, as health judges it (each None when there is none).
-
-    Attributes:
-        last_run: the newest row that ended (``completed``, ``failed`` or ``interrupted``).
-        completed: the newest ``completed`` row.
-        previous: the newest ``completed`` row before ``completed`` equal to it in the
-            columns asked for (the comparable backup of a size check).
-    """
-
-    last_run: BackupRecord | None
-    completed: BackupRecord | None
-    previous: BackupRecord | None
-
-    def rows(self) -> list[BackupRecord]:
-        """The distinct rows, newest first."""
-        found = {r.id: r for r in (self.last_run, self.completed, self.previous) if r}
-        return sorted(found.values(), key=lambda r: (r.started_at, r.id), reverse=True)
-
-
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DayCounts:
     """Backups of one database started on one UTC day, counted by status, and the bytes of
     the completed ones."""
@@ -78,63 +52,6 @@ class DayCounts:
     running: int
     deleted: int
     total_bytes: int
-
-
-def _newest(table: Any, *where: Any) -> Any:
-    """The id of the newest row of ``table`` matching ``where`` (a correlated scalar
-    subquery: one index seek per outer row)."""
-    return (
-        sa.select(table.c.id)
-        .where(*where)
-        .order_by(table.c.started_at.desc(), table.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _names() -> Any:
-    """The distinct database names of ``backups`` as a recursive CTE ``names(name)``: one
-    index seek per name (a loose index scan, as in the PostgreSQL wiki's recipe), not a scan
-    of every row."""
-    c = backups.c
-    first = sa.select(sa.func.min(c.database).label("name")).cte("names", recursive=True)
-    b = backups.alias("b")
-    after = sa.select(sa.func.min(b.c.database)).where(b.c.database > first.c.name)
-    step = sa.select(after.scalar_subquery()).where(first.c.name.is_not(None))
-    return first.union_all(step)
-
-
-def _previous_query(ids: list[str]) -> Any:
-    """``(id, id of the completed row just before it in its database)`` of each of ``ids``."""
-    n, p = backups.alias("n"), backups.alias("p")
-    before = older_than(p, n.c.started_at, n.c.id)
-    found = _newest(p, p.c.database == n.c.database, p.c.status == "completed", before)
-    return sa.select(n.c.id, found).where(n.c.id.in_(ids))
-
-
-def _alike(a: BackupRecord, b: BackupRecord, same: Sequence[str]) -> bool:
-    return all(getattr(a, name) == getattr(b, name) for name in same)
-
-
-def _look_back(conn: Connection, newest: BackupRecord, same: Sequence[str]) -> BackupRecord | None:
-    """The newest of the :data:`LOOK_BACK` completed rows before ``newest`` (same database)
-    equal to it in ``same``, or None."""
-    c = backups.c
-    query = (
-        sa.select(backups)
-        .where(
-            c.database == newest.database,
-            c.status == "completed",
-            older_than(backups, newest.started_at, newest.id),
-        )
-        .order_by(c.started_at.desc(), c.id.desc())
-        .limit(LOOK_BACK)
-    )
-    for row in conn.execute(query):
-        record = BackupRecord.model_validate(dict(row._mapping))
-        if _alike(record, newest, same):
-            return record
-    return None
 
 
 class StatsRows(CatalogBase):
@@ -178,9 +95,7 @@ class StatsRows(CatalogBase):
 
     def backup_databases(self) -> set[str]:
         """The database names that have at least one backup row (one index seek each)."""
-        names = _names()
-        query = sa.select(names.c.name).where(names.c.name.is_not(None))
-        return {str(r["name"]) for r in select_rows(self, query)}
+        return {str(r["name"]) for r in select_rows(self, newest.names_query())}
 
     def backup_counts(self) -> list[tuple[str, str, int]]:
         """``(database, status, count)`` of every backup row (counts above zero), from the
@@ -216,44 +131,18 @@ class StatsRows(CatalogBase):
 
     def newest_rows(self, same: Sequence[str] = ()) -> dict[str, NewestRows]:
         """Every catalogued database's last run, newest completed backup and the newest
-        completed one before it whose fields ``same`` are equal, looked for among the
-        :data:`LOOK_BACK` completed rows before it. Three queries whatever the number of
-        databases or rows (each an index seek per database), and one more per database
-        whose previous completed backup differs in ``same`` (a table-subset backup, say).
+        completed one before it whose fields ``same`` are equal (see
+        :func:`pgvault.catalog.newest.newest_rows`: four queries whatever the number of
+        databases or rows).
 
         Args:
-            same: column names of ``backups``, e.g. ``("format", "tables")``.
+            same: field names of a backup, e.g. ``("format", "tables")``.
 
         Returns:
             ``{database: NewestRows}``.
         """
-        names = _names()
-        b = backups.alias("b")
-        query = (
-            sa.select(
-                names.c.name,
-                _newest(b, b.c.database == names.c.name, b.c.status.in_(ENDED)).label("run"),
-                _newest(b, b.c.database == names.c.name, b.c.status == "completed").label("done"),
-            )
-            .select_from(names)
-            .where(names.c.name.is_not(None))
-        )
         with transaction(self) as conn:
-            heads = [(str(r[0]), r[1], r[2]) for r in conn.execute(query).all()]
-            done = [d for _, _, d in heads if d is not None]
-            before = dict(conn.execute(_previous_query(done)).all()) if done else {}
-            wanted = {i for _, r, d in heads for i in (r, d, before.get(d)) if i is not None}
-            rows = conn.execute(sa.select(backups).where(backups.c.id.in_(wanted))).all()
-            by_id = {r.id: BackupRecord.model_validate(dict(r._mapping)) for r in rows}
-            found = {}
-            for name, run, newest in heads:
-                completed = by_id.get(newest) if newest else None
-                previous = by_id.get(before.get(newest) or "")
-                if completed and previous and not _alike(completed, previous, same):
-                    previous = _look_back(conn, completed, same)
-                last = by_id.get(run) if run else None
-                found[name] = NewestRows(last_run=last, completed=completed, previous=previous)
-        return found
+            return newest.newest_rows(conn, same)
 
     def day_counts(self, since: datetime, database: str | None = None) -> list[DayCounts]:
         """Backups started at or after ``since`` (aware), grouped by UTC day and database,
@@ -264,25 +153,25 @@ class StatsRows(CatalogBase):
         whole = start.date() if start == days.day_start(start.date()) else None
         first = whole or start.date() + timedelta(days=1)
         d = backup_days.c
-        query = sa.select(backup_days).where(d.day >= first)
+        # the day as text (ISO) on SQLite: date.fromisoformat beats the DATE type's regex
+        day = sa.type_coerce(d.day, sa.String) if self.dialect == "sqlite" else d.day
+        query = sa.select(day, *(c for c in backup_days.c if c.name != "day")).where(d.day >= first)
         if database is not None:
             query = query.where(d.database == database)
+        query = query.order_by(d.day.desc(), d.database.desc())
         with transaction(self) as conn:
-            found = [tuple(r) for r in conn.execute(query).all()]
-            if whole is None:
+            found = list(conn.execute(query).all())
+            if whole is None:  # the oldest day, so last
                 part = days.count_rows(self.dialect, start, days.day_start(first), database)
-                found += [tuple(r) for r in conn.execute(part).all()]
-        counts = [
+                found += conn.execute(part.order_by(backups.c.database.desc())).all()
+        return [
             DayCounts(
-                day=day if isinstance(day, date) else date.fromisoformat(str(day)),
-                database=str(name),
-                **{s: int(n or 0) for s, n in zip(STATUSES, numbers[:5], strict=True)},
-                total_bytes=int(numbers[5] or 0),
+                day if isinstance(day, date) else date.fromisoformat(str(day)),
+                str(name),
+                *(int(n or 0) for n in numbers),
             )
             for day, name, *numbers in found
         ]
-        counts = [c for c in counts if any(getattr(c, s) for s in STATUSES)]
-        return sorted(counts, key=lambda c: (c.day, c.database), reverse=True)
 
     def retention_rows(self, database: str) -> list[BackupRecord]:
         """The rows of ``database`` not yet ``deleted``, newest first, holding only

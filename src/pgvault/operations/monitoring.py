@@ -17,6 +17,8 @@ value is read from the catalog, so several pgvault processes report the same num
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -27,8 +29,9 @@ from prometheus_client.registry import Collector
 
 from pgvault import databases
 from pgvault.catalog import Catalog
+from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
-from pgvault.catalog.stats import DayCounts, NewestRows
+from pgvault.catalog.stats import DayCounts
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import schedules
@@ -178,6 +181,31 @@ def _size_drop(newest: BackupRecord, older: Sequence[BackupRecord], ratio: float
     )
 
 
+_reading: ContextVar[dict[int, Mapping[str, NewestRows]] | None] = ContextVar(
+    "pgvault_monitoring_reading", default=None
+)
+
+
+@contextmanager
+def one_reading() -> Iterator[None]:
+    """Within the block :func:`health` and :func:`overview` read each catalog's newest rows
+    once: a report showing both (``GET /health``) costs one reading and shows one moment."""
+    token = _reading.set({})
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+
+
+def _newest_rows(catalog: Catalog) -> Mapping[str, NewestRows]:
+    memo = _reading.get()
+    if memo is None:
+        return catalog.newest_rows(COMPARABLE)
+    if id(catalog) not in memo:
+        memo[id(catalog)] = catalog.newest_rows(COMPARABLE)
+    return memo[id(catalog)]
+
+
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
     """The health of every configured or catalogued database, from each one's newest rows
     (:meth:`~pgvault.catalog.Catalog.newest_rows`: a few queries whatever the catalog's
@@ -186,7 +214,7 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    return _health(settings, catalog.newest_rows(COMPARABLE), now or datetime.now(UTC))
+    return _health(settings, _newest_rows(catalog), now or datetime.now(UTC))
 
 
 def _health(settings: Settings, newest: Mapping[str, NewestRows], at: datetime) -> HealthReport:
@@ -228,7 +256,7 @@ def overview(
         CatalogError: the catalog cannot be read.
     """
     at = now or datetime.now(UTC)
-    rows = catalog.newest_rows(COMPARABLE)
+    rows = _newest_rows(catalog)
     status = {db.database: db for db in _health(settings, rows, at).databases}
     found = []
     for name in sorted(settings.databases):
