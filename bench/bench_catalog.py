@@ -465,7 +465,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=HERE / "work" / "catalog")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    engines = args.engines.split(",")
+    engines = [e for e in args.engines.split(",") if e]
     cluster = None
     if "postgresql" in engines:
         cluster = PgCluster.start(embedded_bindir(), args.workdir / "cluster")
@@ -474,7 +474,7 @@ def main() -> None:
     out = args.workdir / f"results-{args.label}.json"
     try:
         for engine in engines:
-            for size in (int(s) for s in args.sizes.split(",")):
+            for size in (int(s) for s in args.sizes.split(",") if s):
                 print(f"[{engine} {size}] load average {load()}", flush=True)
                 results.append(bench_size(engine, size, args, cluster))
                 out.write_text(json.dumps({"results": results}, indent=2))
