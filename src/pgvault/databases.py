@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pgvault.config.settings import DatabaseSettings, Settings
 from pgvault.errors import ConfigError
-from pgvault.postgres import conninfo
+from pgvault.postgres import conninfo, server
 from pgvault.postgres.conninfo import ConnInfo
 
 
@@ -73,6 +73,17 @@ def resolve(settings: Settings, url: str | None, name: str | None) -> DatabaseTa
             "give either a connection URL or the name of a configured database", needs="target"
         )
     return from_config(settings, name) if name is not None else from_url(settings, url or "")
+
+
+def list_tables(target: DatabaseTarget) -> list[str]:
+    """The ordinary tables of ``target`` as ``schema.table`` (the names ``pg_dump -t`` takes
+    for "specific tables"), sorted; the system schemas left out.
+
+    Raises:
+        ConnectionFailed: the database cannot be reached.
+    """
+    with server.connect(target.conn) as conn:
+        return [f"{schema}.{table}" for schema, table in server.user_tables(conn)]
 
 
 def _same_database(a: ConnInfo, b: ConnInfo) -> bool:

@@ -5,7 +5,8 @@ line that says what went wrong and what to do, in words that fit every shell (it
 command-line flag: the CLI adds its own hints). Library code raises these, never ``ValueError``;
 third-party errors are translated at the boundary (``raise StorageError(...) from exc``).
 The CLI maps a class to its exit code through :data:`EXIT_CODES` (:func:`exit_code`), the API
-to an HTTP status in ``pgvault.api.errors``: each in exactly one place.
+and the web pages to an HTTP status through :data:`HTTP_STATUSES` (:func:`http_status`): each
+in exactly one place.
 
 ::
 
@@ -160,3 +161,32 @@ def exit_code(exc: PgvaultError) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+# Most specific first: the first class an error is an instance of decides.
+HTTP_STATUSES: list[tuple[type[PgvaultError], int, str]] = [
+    (Throttled, 429, "too many requests"),
+    (PermissionDenied, 403, "forbidden"),
+    (AuthError, 401, "unauthorized"),
+    (AlreadyExists, 409, "conflict"),
+    (ConfigError, 400, "bad request"),
+    (TooLarge, 413, "payload too large"),
+    (ArchiveError, 400, "not a dump"),
+    (NotFound, 404, "not found"),
+    (Refused, 403, "refused"),
+    (Busy, 409, "busy"),
+    (Cancelled, 409, "cancelled"),
+    (ConnectionFailed, 502, "database unreachable"),
+    (VerifyError, 422, "verification failed"),
+    (PgvaultError, 500, "operation failed"),
+]
+"""HTTP status and short title of each class, for the API's JSON errors and the web pages."""
+
+
+def http_status(exc: PgvaultError) -> tuple[int, str]:
+    """``(HTTP status, error title)`` of ``exc``: the first entry of :data:`HTTP_STATUSES`
+    it is an instance of."""
+    for cls, status, title in HTTP_STATUSES:
+        if isinstance(exc, cls):
+            return status, title
+    return 500, "operation failed"

@@ -3,9 +3,9 @@
 
 Events (:data:`pgvault.config.operations.NotifyEvent`): ``backup_failed`` (on by default),
 ``backup_succeeded`` (opt-in), ``restore_started``, ``restore_finished``, ``restore_failed``,
-``verify_failed``, ``freshness_lost``. A message carries the database, its environment, the
-backup's size and duration, the error line and, when ``notifications.public_url`` is set, a
-link ``<public_url>/backups/<id>``.
+``verify_failed``, ``freshness_lost``, ``retention_held`` (once per hold). A message carries
+the database, its environment, the backup's size and duration, the error line and, when
+``notifications.public_url`` is set, a link ``<public_url>/backups/<id>``.
 
 :func:`compose` is pure; :func:`send` never raises: a notification that cannot be sent is
 logged (without its URL, which may hold a password) and reported as False, so it can never
@@ -31,6 +31,12 @@ TITLES: dict[NotifyEvent, str] = {
     "restore_failed": "restore into {db} failed",
     "verify_failed": "restore drill of {db} failed",
     "freshness_lost": "backups of {db} are not fresh",
+    "retention_held": "retention of {db} is held: nothing is deleted",
+    "files_snapshot_failed": "snapshot of file set {db} failed",
+    "files_snapshot_succeeded": "snapshot of file set {db} completed",
+    "files_restore_finished": "restore of file set {db} finished",
+    "files_restore_failed": "restore of file set {db} failed",
+    "wal_gap": "the WAL archive of {db} has a gap",
 }
 
 
@@ -148,8 +154,10 @@ def send(settings: Settings, notice: Notice) -> bool:
         if len(sender) == 0:
             return False
         kind = (
-            apprise.NotifyType.FAILURE
-            if notice.event.endswith(("_failed", "_lost"))
+            apprise.NotifyType.WARNING
+            if notice.event.endswith("_held")
+            else apprise.NotifyType.FAILURE
+            if notice.event.endswith(("_failed", "_lost", "_gap"))
             else apprise.NotifyType.SUCCESS
             if notice.event.endswith(("_succeeded", "_finished"))
             else apprise.NotifyType.INFO

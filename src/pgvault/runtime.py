@@ -13,8 +13,6 @@ import secrets
 import socket
 from datetime import UTC, datetime
 
-import psutil
-
 
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -43,6 +41,8 @@ def runner_is_dead(runner: str | None, started: datetime) -> bool:
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     try:
+        import psutil  # only for this check (keeps start-up light)
+
         proc = psutil.Process(int(pid_text))
         alive = proc.is_running() and proc.create_time() <= started.timestamp() + 1
     except psutil.Error:

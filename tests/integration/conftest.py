@@ -173,3 +173,35 @@ def s3_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServ
     for name, value in moto_server.aws_env().items():
         monkeypatch.setenv(name, value)
     return moto_server
+
+
+def _pitr_source(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bindir: Path
+) -> PgCluster:
+    import tempfile
+
+    from support.pitr import start_source
+
+    # Not under /tmp/pytest-of-root: every pytest session starting on the machine resets it
+    # to 0700, and the server reads global/pg_control by its absolute path for
+    # pg_control_system(), which pgvault calls.
+    workdir = Path(tempfile.mkdtemp(prefix=f"pgv-pitr{bindir.parent.name}-"))
+    workdir.chmod(0o711)
+    cluster = start_source(bindir, workdir)
+    request.addfinalizer(cluster.destroy)
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pitr18(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PgCluster:
+    """A PostgreSQL 18 source cluster for point-in-time recovery tests (its own server, so
+    base backups stay small): a ``backup`` role with REPLICATION, summarize_wal on."""
+    return _pitr_source(request, tmp_path_factory, embedded_bindir())
+
+
+@pytest.fixture(scope="session")
+def pitr15(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PgCluster:
+    """The same on PostgreSQL 15 (Debian's binaries); skips if absent."""
+    if not (PG15_BINDIR / "postgres").exists():
+        pytest.skip(f"PostgreSQL 15 not installed ({PG15_BINDIR}/postgres missing)")
+    return _pitr_source(request, tmp_path_factory, PG15_BINDIR)

@@ -21,10 +21,9 @@ BIG_ROWS = 1_200_000  # ~200 MB uncompressed dump
 
 @pytest.fixture
 def served(tmp_path: Path, pg18: PgCluster, fresh_pagila: FreshPagila) -> Iterator[ApiServer]:
-    """A service whose database ``app`` is a fresh pagila copy."""
-    server = ApiServer.start(
-        tmp_path / "home", databases={"app": database_entry(pg18, fresh_pagila())}
-    )
+    """A service whose database ``app`` is a fresh pagila copy (``minimum_redundancy`` 1)."""
+    entry = {**database_entry(pg18, fresh_pagila()), "retention": {"minimum_redundancy": 1}}
+    server = ApiServer.start(tmp_path / "home", databases={"app": entry})
     yield server
     server.stop()
 
@@ -80,14 +79,18 @@ def test_backup_with_wait_then_list_show_download_delete(served: ApiServer) -> N
         assert db["newest_backup"]["id"] == backup["id"] and db["newest_age_seconds"] >= 0
         assert operator.get("/health").json()["databases"][0]["name"] == "app"
         assert_error(operator.delete(f"/backups/{backup['id']}"), 403, "admin")
+        newer = operator.post("/backups", params={"wait": "true"}, json={"database": "app"})
+        assert newer.status_code == 200, newer.text
     with served.client(served.token("admin")) as admin:
+        newest = newer.json()["backup"]["id"]
+        assert_error(admin.delete(f"/backups/{newest}"), 403, "minimum_redundancy 1")
         assert admin.delete(f"/backups/{backup['id']}").json()["status"] == "deleted"
         assert_error(admin.get(f"/backups/{backup['id']}/download"), 404, "deleted")
         events = admin.get("/audit", params={"result": "ok"}).json()
     seen = {(e["actor"], e["action"]) for e in events}
     assert ("token:test-operator", "POST /api/v1/backups") in seen
     assert ("token:test-admin", "DELETE /api/v1/backups/{backup_id}") in seen
-    assert ("download-link", "GET /api/v1/downloads/{token}") in seen
+    assert ("download-link:token:test-operator", "GET /api/v1/downloads/{token}") in seen
 
 
 def test_backup_job_reports_progress_and_an_idempotency_key_reuses_it(served: ApiServer) -> None:

@@ -132,8 +132,9 @@ def test_upload_restore_of_a_gzipped_plain_pagila_dump(
 ) -> None:
     source = fresh_pagila()
     dump = tmp_path / "pagila.sql.gz"
-    dump.write_bytes(gzip.compress(pg18.client("pg_dump", "-d", source).encode(), 1))
-    target = janitor.new(pg18, "upl")
+    plain = pg18.client("pg_dump", "--no-owner", "-d", source)  # an application team's dump
+    dump.write_bytes(gzip.compress(plain.encode(), 1))
+    target, owner = janitor.owned(pg18, "upl")  # uploads run as the database's owner
     server = _start(tmp_path, databases={"copy": database_entry(pg18, target)})
     try:
         with server.client(server.token("admin")) as admin, open(dump, "rb") as handle:
@@ -149,6 +150,10 @@ def test_upload_restore_of_a_gzipped_plain_pagila_dump(
         assert stored["format"] == "plain" and stored["compression"] == "gzip"
         assert stored["labels"] == {"uploaded_as": "pagila.sql.gz"}
         assert user_table_counts(pg18, target) == user_table_counts(pg18, source)
+        owners = pg18.psql(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", dbname=target
+        )
+        assert owners == owner  # created by the owner, not by a superuser
     finally:
         server.stop()
 

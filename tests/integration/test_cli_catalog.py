@@ -110,7 +110,11 @@ def test_labels_download_and_delete(
     assert "TABLE DATA public actor" in toc
     assert not list(tmp_path.glob("*.partial"))
 
-    deleted = vault.cli("delete", backup_id, "--yes", cluster=pg18)
+    refused = vault.cli("delete", backup_id, "--yes", cluster=pg18)
+    assert refused.returncode == 11 and "minimum_redundancy 3" in refused.stderr  # its only one
+    assert stored.exists()
+
+    deleted = vault.cli("delete", backup_id, "--yes", "--force", cluster=pg18)
 
     assert deleted.returncode == 0, deleted.stderr
     assert not stored.exists()

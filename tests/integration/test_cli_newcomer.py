@@ -5,13 +5,12 @@ restore policy (passkey, recent backup) applying to CLI restores too."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from pgvault import __version__, passwords
 from pgvault.errors import EXIT_CODES, Refused
 from support.fingerprint import database_fingerprint as fingerprint
-from support.pgcluster import FreshPagila, PgCluster
+from support.pgcluster import FreshPagila, PgCluster, dump_to_file
 from support.vault import Janitor, Vault, error_line
 
 PASSKEY = "restore me 123"
@@ -33,7 +32,16 @@ def test_version_help_order_and_verbose_counter(vault: Vault) -> None:
     names = [
         line.split()[0] for line in listing.splitlines() if line.startswith("  ") and line[2] != " "
     ]
-    assert names[:7] == ["backup", "restore", "list", "show", "verify", "download", "delete"]
+    assert names[:8] == [
+        "demo",
+        "backup",
+        "restore",
+        "list",
+        "show",
+        "verify",
+        "download",
+        "delete",
+    ]
     assert names.index("serve") > names.index("doctor")
     assert "..." not in listing  # summaries are whole sentences, not cut
     assert counted.returncode == 2  # -v is a counter: '2' is read as a command
@@ -124,17 +132,12 @@ def test_cli_restore_follows_the_recent_backup_rule(
 ) -> None:
     live = janitor.track(pg18, fresh_pagila())
     dump = tmp_path / "app.dump"
-    subprocess.run(
-        [str(pg18.bindir / "pg_dump"), "-Fc", "-f", str(dump), pg18.url(live)],
-        check=True,
-        env=pg18.env(),
-        capture_output=True,
-    )
+    dump_to_file(pg18, live, dump)
     _write_config(
         vault,
         f'[databases.app]\nurl = "{pg18.url(live)}"\nrequire_recent_backup_minutes = 60\n',
     )
-    args = ("restore", "--file", str(dump), "--database", "app", "--yes")
+    args = ("restore", "--file", str(dump), "--database", "app", "--yes", "--as-superuser")
 
     refused = vault.cli(*args, "--no-safety-backup", cluster=pg18)
     allowed = vault.cli(*args, cluster=pg18)  # its safety backup is the recent backup

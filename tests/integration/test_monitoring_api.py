@@ -35,6 +35,7 @@ def server(pg18: PgCluster, fresh_pagila: FreshPagila, tmp_path: Path) -> Iterat
             "app": {
                 "url": pg18.url(fresh_pagila(), with_password=True),
                 "schedules": {"nightly": {"cron": "0 2 * * *", "timezone": "Asia/Kolkata"}},
+                "retention": {"minimum_redundancy": 2},
             }
         },
     )
@@ -91,11 +92,17 @@ def test_operations_endpoints(server: ApiServer) -> None:
 
     assert client.post("/api/v1/retention/apply?keep_last=1", headers=viewer).status_code == 403
     dry = client.post("/api/v1/retention/apply?keep_last=1", headers=admin).json()
-    assert [i["keep"] for i in dry] == [True, False, False]
-    assert not any(i["deleted"] for i in dry)
-    assert dry[1]["reasons"] == ["no rule keeps it (keep_last 1)"]
+    assert [i["keep"] for i in dry] == [True, True, False]
+    assert [i["protected"] for i in dry] == [True, True, False]  # minimum_redundancy 2
+    assert not any(i["deleted"] for i in dry) and not any(i["held"] for i in dry)
+    assert dry[1]["reasons"] == ["minimum_redundancy 2"]
+    assert dry[2]["reasons"] == ["no rule keeps it (keep_last 1)"]
+    assert [c["keep"] for c in dry[2]["copies"]] == [False]  # its one copy goes
     done = client.post("/api/v1/retention/apply?keep_last=1&dry_run=false", headers=admin).json()
-    assert [i["deleted"] for i in done] == [False, True, True]
+    assert [i["deleted"] for i in done] == [False, False, True]
     [day] = client.get("/api/v1/history", headers=viewer).json()
-    assert (day["completed"], day["deleted"]) == (1, 2)
+    assert (day["completed"], day["deleted"]) == (2, 1)
+    refused = client.delete(f"/api/v1/backups/{done[1]['backup_id']}", headers=admin)
+    assert refused.status_code == 403, refused.text
+    assert "minimum_redundancy 2" in refused.json()["detail"]
     client.close()

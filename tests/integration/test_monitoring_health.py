@@ -36,7 +36,11 @@ def test_health_metrics_and_history_of_fresh_stale_failed_and_shrunk_databases(
             "stale": {
                 "url": pg18.url(names["stale"], with_password=True),
                 "freshness": {"max_staleness_hours": 0.0003},  # ~1 s
-            }
+            },
+            "fresh": {
+                "url": pg18.url(names["fresh"], with_password=True),
+                "retention": {"minimum_redundancy": 1},
+            },
         },
     )
 

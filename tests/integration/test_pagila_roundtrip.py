@@ -13,6 +13,7 @@ import pytest
 from pgvault import backups, restores
 from pgvault.backups import BackupRequest
 from pgvault.dumps.layers import CUSTOM_MAGIC, open_layers, sniff_layer
+from pgvault.postgres import tools
 from pgvault.restores import RestoreRequest
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
@@ -128,7 +129,7 @@ def test_swap_restore_over_the_live_database_keeps_the_previous_one(
     assert_same_database(original, database_fingerprint(pg18, live))
     previous = result.previous_database
     assert previous is not None and previous.startswith(f"{live}_pre_restore_")
-    assert previous in restores.leftovers(target.conn)
+    assert previous in restores.leftovers(vault.catalog, target.conn)
     assert previous in pg18.databases()
     # The previous database is the live one as it was just before the restore.
     assert user_table_counts(pg18, previous)["public.actor"] == 201
@@ -218,14 +219,17 @@ def test_pg18_dump_of_a_pg15_server_restores_into_pg15(
     vault: Vault,
     janitor: Janitor,
     dump_format: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Only a newer pg_dump: the same-major pg_dump 15 would be chosen otherwise.
+    monkeypatch.setenv("PG_DUMP_BIN", str(tools.choose("pg_dump", 18).path))
     src = fresh_pagila(pg15)
     record = backups.create(
         vault.settings,
         vault.catalog,
         BackupRequest(target=vault.target(pg15, src), dump_format=dump_format),
     )
-    # The newest pg_dump was used: its dump carries settings PostgreSQL 15 rejects.
+    # The newer pg_dump was used: its dump carries settings PostgreSQL 15 rejects.
     assert record.server_version is not None and record.server_version.startswith("15.")
     assert record.pg_dump_version is not None and int(record.pg_dump_version.split(".")[0]) >= 17
     if dump_format == "plain":

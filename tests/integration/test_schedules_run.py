@@ -31,7 +31,7 @@ def test_schedule_runs_pagila_backups_and_prunes_to_keep_last(
             "app": {
                 "url": pg18.url(db, with_password=True),
                 "schedules": {"often": {"cron": "*/2 * * * * *"}},
-                "retention": {"keep_last": 2},
+                "retention": {"keep_last": 2, "minimum_redundancy": 2},
             }
         },
         scheduler={"prune_cron": None, "misfire_grace_seconds": 1},

@@ -5,12 +5,11 @@ and a manifest (one recording path for both)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from pgvault import backups, databases
 from pgvault.config.settings import load_settings
-from support.pgcluster import FreshPagila, PgCluster
+from support.pgcluster import FreshPagila, PgCluster, dump_to_file
 from support.vault import Vault
 
 
@@ -19,12 +18,7 @@ def test_upload_is_named_and_recorded_like_a_backup(
 ) -> None:
     live = fresh_pagila()
     dump = tmp_path / "upload.dump"
-    subprocess.run(
-        [str(pg18.bindir / "pg_dump"), "-Fc", "-f", str(dump), pg18.url(live)],
-        check=True,
-        env=pg18.env(),
-        capture_output=True,
-    )
+    dump_to_file(pg18, live, dump)
     target_dir = tmp_path / "elsewhere"
     settings = load_settings(
         home=vault.home,

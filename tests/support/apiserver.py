@@ -51,9 +51,9 @@ class ApiServer:
     _tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, home: Path, **overrides: Any) -> ApiServer:
+    def start(cls, home: Path, *, access_log: bool = False, **overrides: Any) -> ApiServer:
         """Settings with ``home`` and ``overrides``; the app on a free port; waits until
-        it answers."""
+        it answers. ``access_log``: uvicorn logs each request (logger ``uvicorn.access``)."""
         settings = load_settings(home=home, **overrides)
         catalog = Catalog.open(settings.catalog_location)
         app = create_app(settings, catalog=catalog, secret=SECRET)
@@ -61,7 +61,12 @@ class ApiServer:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", ws="none", http="h11", access_log=False
+            app,
+            log_level="info" if access_log else "warning",
+            lifespan="on",
+            ws="none",
+            http="h11",
+            access_log=access_log,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

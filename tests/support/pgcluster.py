@@ -149,6 +149,7 @@ class PgCluster:
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _user: ServerUser | None = field(default=None, repr=False)
     _locale: str = field(default="C.UTF-8", repr=False)
+    extra_settings: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def datadir(self) -> Path:
@@ -166,7 +167,13 @@ class PgCluster:
         return self.workdir / "postgres.log"
 
     @classmethod
-    def start(cls, bindir: Path, workdir: Path, password: str = DEFAULT_PASSWORD) -> PgCluster:  # noqa: S107
+    def start(
+        cls,
+        bindir: Path,
+        workdir: Path,
+        password: str = DEFAULT_PASSWORD,  # noqa: S107
+        settings: dict[str, str] | None = None,
+    ) -> PgCluster:
         """``initdb`` a new cluster in ``workdir/data`` and start it; return when it accepts.
 
         Args:
@@ -174,6 +181,7 @@ class PgCluster:
             workdir: an existing or new directory that this cluster owns (deleted by
                 :meth:`destroy`).
             password: the superuser's password (for TCP connections).
+            settings: more server settings (``-c name=value``), e.g. ``summarize_wal``.
 
         Raises:
             PgClusterError: initdb failed, or the server did not become ready within 60 s
@@ -189,6 +197,7 @@ class PgCluster:
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         user.give(socket_dir)
         cluster = cls(bindir, workdir, 0, password, 0, socket_dir, _user=user)
+        cluster.extra_settings = dict(settings or {})
         cluster._initdb()
         cluster.major = int((cluster.datadir / "PG_VERSION").read_text().strip())
         for attempt in range(5):  # a free port can be taken between probe and bind
@@ -243,6 +252,7 @@ class PgCluster:
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "logging_collector": "off",
+            **self.extra_settings,
         }
         cmd = [str(self.bindir / "postgres"), "-D", str(self.datadir)]
         for k, v in settings.items():
@@ -432,3 +442,10 @@ class PgCluster:
 def _stop_all() -> None:
     for cluster in list(_live):
         cluster.stop()
+
+
+def dump_to_file(cluster: PgCluster, dbname: str, path: Path, *args: str) -> Path:
+    """``pg_dump -Fc`` (or ``args``) of ``dbname`` into ``path`` with the cluster's own tools."""
+    cmd = [str(cluster.bindir / "pg_dump"), "-Fc", *args, "-f", str(path), cluster.url(dbname)]
+    subprocess.run(cmd, check=True, env=cluster.env(), capture_output=True)
+    return path

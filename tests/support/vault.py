@@ -149,6 +149,7 @@ class Janitor:
 
     def __init__(self) -> None:
         self._names: list[tuple[PgCluster, str]] = []
+        self._roles: list[tuple[PgCluster, str]] = []
 
     def new(self, cluster: PgCluster, prefix: str = "t") -> str:
         """A fresh unique name on ``cluster`` (not created), tracked for dropping."""
@@ -161,11 +162,29 @@ class Janitor:
         self._names.append((cluster, name))
         return name
 
+    def owned(self, cluster: PgCluster, prefix: str = "t") -> tuple[str, str]:
+        """A new database owned by a new non-superuser role: ``(dbname, role)``, both
+        dropped at the end of the test (the way an application's database is owned)."""
+        role = f"{prefix}_owner_{secrets.token_hex(3)}"
+        cluster.psql(f'CREATE ROLE "{role}" NOLOGIN')
+        self._roles.append((cluster, role))
+        name = self.new(cluster, prefix)
+        cluster.psql(f'CREATE DATABASE "{name}" OWNER "{role}"')
+        return name, role
+
+    def track_role(self, cluster: PgCluster, role: str) -> str:
+        """Drop the role ``role`` (if it exists) at the end of the test."""
+        self._roles.append((cluster, role))
+        return role
+
     def cleanup(self) -> None:
-        """Drop every tracked database and its leftovers."""
+        """Drop every tracked database and its leftovers, then the tracked roles."""
         for cluster, name in reversed(self._names):
             if not cluster.running:
                 continue
             for db in cluster.databases():
                 if db == name or db.startswith((f"{name}_pre_restore_", f"{name}_pgvault_")):
                     cluster.drop_database(db)
+        for cluster, role in reversed(self._roles):
+            if cluster.running:
+                cluster.psql(f'DROP ROLE IF EXISTS "{role}"')

@@ -130,14 +130,22 @@ def test_api_tokens_are_stored_hashed(settings: Settings, catalog: Catalog) -> N
     assert issuer.principal(expiring).role == "viewer"
 
 
-def test_login_failures_are_throttled_per_user(settings: Settings, catalog: Catalog) -> None:
+def test_login_failures_are_throttled_per_user_and_client(
+    settings: Settings, catalog: Catalog
+) -> None:
     users.create(catalog, "cat", "cat password", "viewer")
     for _ in range(2):
         with pytest.raises(AuthError, match="wrong user name or password"):
             users.authenticate(settings, catalog, "cat", "nope nope", "10.0.0.1")
-    with pytest.raises(Throttled) as locked:
-        users.authenticate(settings, catalog, "cat", "cat password", "10.0.0.2")
-    assert 0 < locked.value.retry_after <= 61
+    with pytest.raises(Throttled) as locked:  # that client, even with the right password
+        users.authenticate(settings, catalog, "cat", "cat password", "10.0.0.1")
+    assert 0 < locked.value.retry_after <= 16  # the first lockout is short; they grow
+    # the owner of the account, from their own client, is never locked out by someone else
+    assert (
+        users.authenticate(settings, catalog, "cat", "cat password", "10.0.0.2").username == "cat"
+    )
+    with pytest.raises(Throttled):
+        users.authenticate(settings, catalog, "cat", "cat password", "10.0.0.1")
     users.create(catalog, "dog", "dog password", "viewer")
     assert (
         users.authenticate(settings, catalog, "dog", "dog password", "10.0.0.1").username == "dog"
@@ -175,3 +183,17 @@ def test_restore_guards(settings: Settings, catalog: Catalog) -> None:
         policy.check(
             elsewhere, catalog, target, confirm="app", passkey="passkey 123", safety_backup=True
         )
+
+
+def test_lockouts_of_a_pair_grow_with_each_failure(settings: Settings, catalog: Catalog) -> None:
+    from pgvault import throttle
+    from pgvault.catalog import accounts
+
+    key = throttle.pair_key("login", "eve", "10.9.9.9")
+    lengths = []
+    for _ in range(5):
+        throttle.failed(settings, catalog, key, "logins of eve")
+        [state] = accounts.get_login_failures(catalog, [key])
+        if state.locked_until is not None:
+            lengths.append(round((state.locked_until - state.last_failure_at).total_seconds()))
+    assert lengths == [15, 30, 60, 60]  # doubled each time, capped at login_lockout_seconds

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgvault.errors import ConfigError
 from pgvault.postgres import conninfo
 from pgvault.postgres.commands import (
     pg_dump_command,
@@ -70,7 +71,7 @@ def test_pg_dump_directory_writes_to_its_directory_with_jobs(tmp_path: Path) -> 
     ]
     single = pg_dump_command(PG_DUMP, DSN, dump_format="directory", output_dir=out)
     assert not any(a.startswith("--jobs") for a in single)
-    with pytest.raises(ValueError, match="output_dir"):
+    with pytest.raises(ConfigError, match="output directory"):
         pg_dump_command(PG_DUMP, DSN, dump_format="directory")
 
 

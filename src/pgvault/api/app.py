@@ -15,14 +15,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from pgvault import backups
+from pgvault import web
 from pgvault.api import errors
 from pgvault.api.deps import Service
-from pgvault.api.middleware import AuditMiddleware
+from pgvault.api.middleware import AuditMiddleware, GuardMiddleware
 from pgvault.api.routes import ROUTERS
 from pgvault.api.routes.operations import metrics_router
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
+from pgvault.operations import startup
 from pgvault.service.jobs import JobRunner
 from pgvault.service.tokens import Tokens, load_secret
 
@@ -51,7 +52,7 @@ def create_app(
     """
     secret = secret or load_secret(settings, dev=dev)
     catalog = catalog or Catalog.open(settings.catalog_location)
-    backups.recover_interrupted(settings, catalog)
+    startup.recover(settings, catalog)
     runner = JobRunner(settings, catalog)
     runner.recover()
     service = Service(settings, catalog, runner, Tokens(settings, catalog, secret), dev)
@@ -66,6 +67,8 @@ def create_app(
         version="1",
         summary="PostgreSQL backups you can restore: backups, restores, jobs, audit.",
         openapi_url="/openapi.json",
+        docs_url=None,  # served offline by the web dashboard (pgvault.web)
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.service = service
@@ -73,5 +76,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     app.include_router(metrics_router)  # /metrics at the root, where Prometheus looks
+    web.mount(app, web.WebParts(settings, catalog, runner, service.tokens))  # / and /docs
     app.add_middleware(AuditMiddleware, catalog=catalog)
+    app.add_middleware(GuardMiddleware, max_json_bytes=settings.api.max_json_bytes)
     return app

@@ -1,4 +1,4 @@
-"""HTTP statuses of pgvault's errors, in one place, and the handlers that answer them.
+"""The JSON answers of pgvault's errors (statuses from :data:`pgvault.errors.HTTP_STATUSES`).
 
 Every error body is ``{"error": "<short title>", "detail": "<what happened, what to do>"}``
 with no stack trace and no secret (messages of :class:`PgvaultError` are written for users).
@@ -19,31 +19,11 @@ from pgvault import errors
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first class an error is an instance of decides.
-STATUSES: list[tuple[type[errors.PgvaultError], int, str]] = [
-    (errors.Throttled, 429, "too many requests"),
-    (errors.PermissionDenied, 403, "forbidden"),
-    (errors.AuthError, 401, "unauthorized"),
-    (errors.AlreadyExists, 409, "conflict"),
-    (errors.ConfigError, 400, "bad request"),
-    (errors.TooLarge, 413, "payload too large"),
-    (errors.ArchiveError, 400, "not a dump"),
-    (errors.NotFound, 404, "not found"),
-    (errors.Refused, 403, "refused"),
-    (errors.Busy, 409, "busy"),
-    (errors.Cancelled, 409, "cancelled"),
-    (errors.ConnectionFailed, 502, "database unreachable"),
-    (errors.VerifyError, 422, "verification failed"),
-    (errors.PgvaultError, 500, "operation failed"),
-]
-
 
 def status_of(exc: errors.PgvaultError) -> tuple[int, str]:
-    """``(HTTP status, error title)`` of a pgvault error."""
-    for cls, status, title in STATUSES:
-        if isinstance(exc, cls):
-            return status, title
-    return 500, "operation failed"
+    """``(HTTP status, error title)`` of a pgvault error (from the one table,
+    :data:`pgvault.errors.HTTP_STATUSES`)."""
+    return errors.http_status(exc)
 
 
 def error_response(status: int, title: str, detail: str, **headers: str) -> JSONResponse:

@@ -4,9 +4,9 @@ times ISO-8601 UTC."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pgvault.catalog.accounts import ApiTokenRecord, Role, UserRecord
 from pgvault.catalog.audit import AuditEvent
@@ -131,8 +131,15 @@ class BackupIn(_In):
     exclude_tables: list[str] = Field(default_factory=list, max_length=1000)
     format: Literal["custom", "plain", "directory"] | None = None
     compression: Literal["zstd", "gzip", "none"] | None = None
-    storage: str | None = Field(default=None, max_length=1000, description="Target name.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    storage: str | None = Field(
+        default=None,
+        max_length=255,
+        description="A configured storage target's name (never a path or URL).",
+    )
+    labels: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict, max_length=64, description="Keys 1-64, values <= 256.")
 
 
 class BackupOut(BackupRecord):

@@ -3,7 +3,7 @@
 Owns the backup's life from request to catalog row: ``plan`` (pure choices: format,
 compression, key, targets), ``run`` (pg_dump -> layers -> storage under the database's lock),
 ``stream`` (the byte chain), ``record`` (the one way a stored object becomes a backup row,
-also for ``uploads``), ``copies`` (3-2-1 second copies), ``delete``, ``manifests`` and
+also for ``uploads``), ``copies`` (3-2-1 second copies), ``delete``, ``pins``, ``manifests`` and
 ``download``. It never restores and never decides retention.
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from pgvault.backups.delete import delete, remove_stored
 from pgvault.backups.download import download, download_name, open_backup
+from pgvault.backups.live import plan_live, stream_dump
 from pgvault.backups.manifests import rebuild_catalog, stored_manifests
+from pgvault.backups.pins import set_pinned
 from pgvault.backups.plan import BackupPlan, BackupRequest, ServerFacts, plan, probe
 from pgvault.backups.record import recover_interrupted
 from pgvault.backups.run import create, create_all, run
@@ -28,11 +30,14 @@ __all__ = [
     "download_name",
     "open_backup",
     "plan",
+    "plan_live",
     "probe",
     "rebuild_catalog",
     "receive_upload",
     "recover_interrupted",
     "remove_stored",
     "run",
+    "set_pinned",
     "stored_manifests",
+    "stream_dump",
 ]

@@ -1,5 +1,10 @@
-"""Second copies of backups on other storage targets (the 3-2-1 rule), and choosing which
-copy to read: the primary when healthy, else the first healthy copy."""
+"""Second copies of backups on other storage targets (the 3-2-1 rule), choosing which copy
+to read (the primary when healthy, else the first healthy copy), and deleting one copy.
+
+The primary copy is the one at ``record.storage``; the others are ``backup_copies`` rows.
+Deleting the primary while other copies live first makes one of them the primary, so
+``record.storage`` always names a place holding the backup while its row is completed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from datetime import UTC, datetime
 from pgvault import storage
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupCopy, BackupRecord, manifest_key_for
+from pgvault.catalog.retention import live_targets
 from pgvault.config.settings import Settings
 from pgvault.dumps.layers import HashingWriter, copy_stream
 from pgvault.errors import NotFound, PgvaultError, StorageError
@@ -35,7 +41,7 @@ def replicate(
     source = storage.resolve(settings, record.storage)
     made = []
     for name in targets:
-        target = storage.resolve(settings, name)
+        target = storage.resolve(settings, name, database=record.database)
         copy = BackupCopy(
             backup_id=record.id,
             storage=target.name,
@@ -92,11 +98,7 @@ def readable_location(settings: Settings, catalog: Catalog, record: BackupRecord
     Raises:
         NotFound: no target holds an intact object.
     """
-    candidates = [record.storage] + [
-        c.storage
-        for c in catalog.copies_of([record.id]).get(record.id, [])
-        if c.status == "completed"
-    ]
+    candidates = live_targets(record, catalog.copies_of([record.id]).get(record.id, []))
     problems = []
     for name in candidates:
         try:
@@ -131,4 +133,73 @@ def remove_copies(settings: Settings, catalog: Catalog, record: BackupRecord) ->
         catalog.save_copy(copy)
 
 
-__all__ = ["NotFound", "readable_location", "remove_copies", "replicate", "stored_keys"]
+def delete_copy(
+    settings: Settings, catalog: Catalog, record: BackupRecord, target: str, *, by: str
+) -> bool:
+    """Delete a completed backup's copy on ``target`` (object, globals, manifest), leaving
+    its other copies alone.
+
+    The primary (``record.storage``) is first handed to another live copy when there is
+    one; the copy row is marked ``deleted`` after its pieces are gone. The last copy takes
+    the row with it: the row is marked ``deleted`` (labelled ``deleted_by=<by>``). A crash
+    midway leaves a live row whose next deletion finishes the job.
+
+    Args:
+        target: the storage target name (or URL) of the copy.
+        by: who deletes (``retention``), for the row's label.
+
+    Returns:
+        True when this was the last copy and the row is now ``deleted``.
+
+    Raises:
+        StorageError: the target failed; the copy is still recorded as live.
+        ConfigError: the target is no longer configured.
+    """
+    rows = catalog.copies_of([record.id]).get(record.id, [])
+    remaining = [t for t in live_targets(record, rows) if t != target]
+    if target == record.storage and remaining:
+        catalog.save_copy(_copy_row(record, record.storage, "completed"))
+        record.storage = remaining[0]
+        catalog.save_backup(record)
+        log.info("backup %s: primary copy moved to %s", record.id, record.storage)
+    store = storage.resolve(settings, target)
+    for key in stored_keys(record):
+        if not remaining:
+            store.discard_partial(key)
+        store.delete(key)
+    if any(row.storage == target for row in rows) or remaining:
+        catalog.save_copy(_copy_row(record, target, "deleted"))
+    if remaining:
+        return False
+    record.status = "deleted"
+    record.labels = {**record.labels, DELETED_BY_LABEL: by}
+    catalog.save_backup(record)
+    return True
+
+
+DELETED_BY_LABEL = "deleted_by"
+"""Label of a deleted row naming who deleted it (``retention``)."""
+
+
+def _copy_row(record: BackupRecord, target: str, status: str) -> BackupCopy:
+    return BackupCopy.model_validate(
+        {
+            "backup_id": record.id,
+            "storage": target,
+            "storage_key": record.storage_key,
+            "status": status,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+            "copied_at": record.finished_at,
+        }
+    )
+
+
+__all__ = [
+    "NotFound",
+    "delete_copy",
+    "readable_location",
+    "remove_copies",
+    "replicate",
+    "stored_keys",
+]

@@ -141,3 +141,31 @@ def extension(dump_format: str, compression: str, compressed_by: str | None) -> 
     if compressed_by == "pgvault" and compression != "none":
         base += {"zstd": ".zst", "gzip": ".gz"}[compression]
     return base
+
+
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 256
+MAX_LABELS = 64
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` if every key is 1-64 characters and every value at most 256 (at most 64
+    labels): they are stored in the catalog and in every manifest.
+
+    Raises:
+        ConfigError: a key or value is too long, a key empty, or too many labels.
+    """
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(f"a backup takes at most {MAX_LABELS} labels, not {len(labels)}")
+    for key, value in labels.items():
+        if not key:
+            raise ConfigError("a label key may not be empty")
+        if len(key) > MAX_LABEL_KEY:
+            raise ConfigError(
+                f"label key {key[:20]!r}... is longer than {MAX_LABEL_KEY} characters"
+            )
+        if len(value) > MAX_LABEL_VALUE:
+            raise ConfigError(
+                f"the value of label {key!r} is longer than {MAX_LABEL_VALUE} characters"
+            )
+    return labels

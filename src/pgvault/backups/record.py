@@ -24,14 +24,22 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def recording(catalog: Catalog, store: Storage, record: BackupRecord) -> Iterator[BackupRecord]:
+def recording(
+    catalog: Catalog,
+    store: Storage,
+    record: BackupRecord,
+    *,
+    discard_on: tuple[type[BaseException], ...] = (),
+) -> Iterator[BackupRecord]:
     """Add ``record`` as ``running``; when the block ends, complete or fail it.
 
     The block stores the object and fills in what it learnt (size, sha256, counts). On a
     normal exit the row becomes ``completed`` with ``finished_at`` and ``duration_seconds``,
     and its manifest is written before the row is saved. On an exception the row becomes
     ``failed`` (``interrupted`` for :class:`Cancelled`, ``KeyboardInterrupt``,
-    ``SystemExit``), the stored pieces are removed, and the exception propagates.
+    ``SystemExit``), the stored pieces are removed, and the exception propagates. An
+    exception of ``discard_on`` (an upload that is not a whole dump: it never was a backup)
+    removes the stored pieces and the row itself.
 
     Raises:
         CatalogError: the row cannot be added (nothing stored yet).
@@ -43,6 +51,15 @@ def recording(catalog: Catalog, store: Storage, record: BackupRecord) -> Iterato
         _finish(record)
         store.write_bytes(record.manifest_key, record.model_dump_json(indent=2).encode())
         catalog.save_backup(record)
+    except discard_on:
+        try:
+            store.discard_partial(record.storage_key)
+            if store.stat(record.storage_key) is not None:  # refused after its commit
+                remove_stored(store, record)
+        except PgvaultError as exc:
+            log.warning("partial upload of %s not removed yet: %s", record.id, exc)
+        catalog.forget_backup(record.id)
+        raise
     except BaseException as exc:
         fail(catalog, store, record, exc)
         raise

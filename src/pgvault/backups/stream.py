@@ -12,34 +12,53 @@ directory) is streamed afterwards as one tar with ``toc.dat`` first.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tarfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from pgvault.backups.estimate import BackupEstimate
 from pgvault.backups.plan import CompressionPlan
 from pgvault.config.settings import Settings
 from pgvault.dumps import toc
 from pgvault.dumps.encryption import Encryptor, parse_recipients
-from pgvault.dumps.layers import HashingWriter, Stage, compressor
+from pgvault.dumps.layers import HashingWriter, Sink, Stage, compressor
 from pgvault.errors import Cancelled, PgvaultError
 from pgvault.postgres import runner, tools
 from pgvault.postgres.commands import pg_dumpall_globals_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent, Report
 from pgvault.storage import Storage
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int], None]
-"""Called with a phase name and the bytes written so far."""
+Progress = Report
+"""Receives :class:`~pgvault.progress.ProgressEvent` s: ``dumping`` with the bytes stored so
+far and the estimated total (see :mod:`pgvault.backups.estimate`), then later phases."""
+
+
+class _Tee:
+    """Writes every chunk to the storage writer and to a second sink (a live download)."""
+
+    def __init__(self, first: Sink, second: Sink) -> None:
+        self._first = first
+        self._second = second
+
+    def write(self, data: bytes, /) -> int:
+        self._first.write(data)
+        self._second.write(data)
+        return len(data)
 
 
 class BackupStream:
     """The write chain of one backup: [compressor] -> [age encryptor] -> sha256/size -> the
-    storage writer of ``key``. ``write`` raises :class:`Cancelled` once ``cancel`` is set."""
+    storage writer of ``key`` (and ``tee``, which gets the same stored bytes as they are
+    written: ``GET /databases/{name}/dump?keep=true``). ``write`` raises
+    :class:`Cancelled` once ``cancel`` is set."""
 
     def __init__(
         self,
@@ -50,15 +69,18 @@ class BackupStream:
         recipients: Sequence[str],
         progress: Progress | None,
         cancel: threading.Event | None,
+        tee: Sink | None = None,
+        estimate: BackupEstimate | None = None,
     ) -> None:
         self.writer = store.open_write(key)
-        self._hashing = HashingWriter(self.writer)
+        self._hashing = HashingWriter(_Tee(self.writer, tee) if tee is not None else self.writer)
         self._encryptor = (
             Encryptor(self._hashing, parse_recipients(recipients)) if recipients else None
         )
         self._top: Stage = compressor(compression.stream, level, self._encryptor or self._hashing)
         self._progress = progress
         self._cancel = cancel
+        self._estimate = estimate or BackupEstimate()
         self._fed = 0
 
     def write(self, data: bytes, /) -> int:
@@ -68,7 +90,8 @@ class BackupStream:
         self._top.write(data)
         self._fed += len(data)
         if self._progress is not None:
-            self._progress("dumping", self._fed)
+            stored = self._hashing.size
+            self._progress(ProgressEvent("dumping", stored, self._estimate.total(stored)))
         return len(data)
 
     def commit(self) -> None:
@@ -183,9 +206,14 @@ def dump_globals(
     major: int,
     superuser: bool,
     recipients: Sequence[str],
-) -> str | None:
+) -> tuple[str, str] | None:
     """Store ``pg_dumpall --globals-only`` beside the backup ``key`` (age-encrypted like the
-    backup: it holds role password hashes). Returns its key; a failure only warns (None)."""
+    backup: it holds role password hashes). Returns its key and the sha256 of the stored
+    bytes (checked before any use); a pg_dumpall failure only warns (None).
+
+    Raises:
+        StorageError: the globals cannot be stored (the backup fails with it).
+    """
     globals_key = key + ".globals.sql" + (".age" if recipients else "")
     try:
         pg_dumpall = tools.choose("pg_dumpall", major, settings.bin_dir)
@@ -197,8 +225,8 @@ def dump_globals(
             encryptor.write(text)
             encryptor.close()
             text = sealed.getvalue()
-        store.write_bytes(globals_key, text)
     except PgvaultError as exc:
         log.warning("globals (roles, tablespaces) not stored: %s", exc)
         return None
-    return globals_key
+    store.write_bytes(globals_key, text)  # a storage failure fails the backup (full disk)
+    return globals_key, hashlib.sha256(text).hexdigest()

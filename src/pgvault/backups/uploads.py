@@ -4,8 +4,12 @@ An upload (:func:`receive_upload`) is checked before any database is touched::
 
     first 1 MiB -> gzip/zstd/age layers and the dump kind detected by content (not a dump:
     ArchiveError) -> the whole stream -> sha256 + byte count (over the limit: TooLarge)
-    -> Storage writer -> commit -> pg_restore --list of what was stored (unreadable:
-    ArchiveError, the object removed) -> recorded like every backup (row, manifest)
+    -> Storage writer, and meanwhile the wholeness check (:mod:`pgvault.dumps.wholeness`:
+    custom TOC and every data block, directory tar and every file its TOC names, plain
+    trailer and no psql meta-command) -> commit only if whole -> pg_restore --list of what
+    was stored -> recorded like every backup (row, manifest)
+
+An upload that is not whole (or too large) leaves nothing: no object, no catalog row.
 
 It is named by the database's own name template and time zone and stored on its first
 storage target, exactly as a pg_dump backup of that database would be. A restore of it then
@@ -16,13 +20,11 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
-from pathlib import Path
 from typing import IO
 
-from pgvault import runtime, storage
+from pgvault import runtime, storage, workdirs
 from pgvault.backups import naming
-from pgvault.backups.plan import choose_storage, key_template
+from pgvault.backups.plan import choose_storage, storage_key
 from pgvault.backups.record import recording
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
@@ -30,6 +32,7 @@ from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
 from pgvault.dumps import toc
 from pgvault.dumps.layers import DecryptHook, HashingWriter, open_layers, sniff_layer
+from pgvault.dumps.wholeness import StreamCheck
 from pgvault.errors import ArchiveError, PgvaultError, TooLarge
 from pgvault.postgres import tools
 
@@ -58,17 +61,23 @@ def receive_upload(
         limit: the largest size accepted, in bytes.
 
     Raises:
-        ArchiveError: not a dump, or pg_restore cannot read it (nothing kept).
-        TooLarge: more than ``limit`` bytes (nothing kept).
+        ArchiveError: not a dump, not whole (cut short), holding a psql meta-command, or
+            pg_restore cannot read it (nothing kept, no row).
+        TooLarge: more than ``limit`` bytes (nothing kept, no row).
         StorageError: the storage target failed.
     """
     head = upload.read(CHUNK)
     kind, layers = _sniff(head)
+    if "age" in layers and decrypt is None:
+        raise ArchiveError(
+            "this upload is age-encrypted and the service has no identity: set "
+            "PGVAULT_AGE_IDENTITY_FILE or upload it decrypted"
+        )
     first, _copies = choose_storage(settings, target)
-    store = storage.resolve(settings, first)
+    store = storage.resolve(settings, first, database=target.name)
     record = _new_record(settings, target, store.name, kind, layers, created_by, filename)
-    with recording(catalog, store, record):
-        _store(store, record.storage_key, head, upload, limit, record)
+    with recording(catalog, store, record, discard_on=(ArchiveError, TooLarge)):
+        _store(store, record.storage_key, head, upload, limit, record, StreamCheck(decrypt))
         record.object_counts = _check(settings, store, record.storage_key, decrypt, record)
     log.info("upload %s stored as backup %s (%s bytes)", filename, record.id, record.size_bytes)
     return record
@@ -97,15 +106,11 @@ def _new_record(
     ext = naming.extension(dump_format, compression, compressed_by)
     started = runtime.now()
     backup_id = runtime.new_id(started)
-    template, timezone = key_template(settings, target)
-    key = naming.storage_key(
-        template,
-        timezone,
+    key = storage_key(
+        settings,
+        target,
         backup_id=backup_id,
         started=started,
-        database=target.name,
-        dbname=target.conn.dbname,
-        environment=target.environment,
         dump_format=dump_format,
         ext=ext + (".age" if "age" in layers else ""),
         trigger="upload",
@@ -137,6 +142,7 @@ def _store(
     upload: IO[bytes],
     limit: int,
     record: BackupRecord,
+    check: StreamCheck,
 ) -> None:
     writer = store.open_write(key)
     hashing = HashingWriter(writer)
@@ -150,7 +156,9 @@ def _store(
                     "the limit"
                 )
             hashing.write(chunk)
+            check.feed(chunk)
             chunk = upload.read(CHUNK)
+        check.result()  # not whole: ArchiveError, before anything is committed
         writer.commit()
     except BaseException:
         writer.abort()
@@ -165,18 +173,13 @@ def _check(
     decrypt: DecryptHook | None,
     record: BackupRecord,
 ) -> dict[str, int] | None:
-    """``pg_restore --list`` of the stored object (plain dumps: the header was sniffed)."""
-    if record.encrypted and decrypt is None:
-        raise ArchiveError(
-            "this upload is age-encrypted and the service has no identity: set "
-            "PGVAULT_AGE_IDENTITY_FILE or upload it decrypted"
-        )
+    """``pg_restore --list`` of the stored object (plain dumps: checked while stored)."""
     pg_restore = tools.choose("pg_restore", None, settings.bin_dir).path
     opened = open_layers(store.open_read(key), decrypt)
     record.format = _FORMAT_OF_KIND[opened.kind]  # type: ignore[assignment]
-    with opened.stream as stream, tempfile.TemporaryDirectory(prefix="pgvault-up-") as tmp:
+    with opened.stream as stream, workdirs.workdir(settings.home, "upload") as tmp:
         try:
-            entries = toc.toc_of_stored(pg_restore, stream, opened.kind, Path(tmp))
+            entries = toc.toc_of_stored(pg_restore, stream, opened.kind, tmp)
         except PgvaultError as exc:
             raise ArchiveError(f"the upload is not a readable dump: {exc}") from exc
     return toc.object_counts(entries) if entries else None

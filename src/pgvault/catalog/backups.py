@@ -77,6 +77,16 @@ class BackupRows(CatalogBase):
             days.refresh(conn, [*before.values(), *after])
         return len(rows)
 
+    def forget_backup(self, backup_id: str) -> None:
+        """Remove the row of something that never became a backup (an upload refused while
+        it was received). Real backups are never removed: they end ``deleted``."""
+        with transaction(self) as conn:
+            conn.execute(
+                backups.delete().where(
+                    (backups.c.id == backup_id) & (backups.c.status == "running")
+                )
+            )
+
     def get_backup(self, backup_id: str) -> BackupRecord:
         """The backup ``backup_id``.
 
@@ -131,9 +141,7 @@ class BackupRows(CatalogBase):
         environment and status; ``deleted`` ones only with ``include_deleted`` or
         ``status="deleted"``. Without ``limit``, every matching row: for pages use
         :meth:`page_backups`."""
-        where = _filters(database=database, environment=environment, status=status)
-        if status is None and not include_deleted:
-            where.append(backups.c.status != "deleted")
+        where = _filters(database, environment, status, include_deleted=include_deleted)
         return self._select_page(where, limit=limit)
 
     def running_backups(self) -> list[BackupRecord]:
@@ -149,35 +157,36 @@ class BackupRows(CatalogBase):
         trigger: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        label: tuple[str, str] | None = None,
+        oldest_first: bool = False,
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
     ) -> BackupPage:
-        """One page of backups, newest first; ``deleted`` ones only when asked by ``status``;
-        ``since``/``until`` bound ``started_at`` (UTC, until exclusive).
+        """One page of backups, newest first (``oldest_first``: the other way); ``deleted``
+        ones only when asked by ``status``; ``since``/``until`` bound ``started_at`` (UTC,
+        until exclusive); ``label`` is ``(key, value)``, a label the backup carries.
 
         Pages are read off an index either way: ``offset`` skips that many rows (pages
-        shift when backups are added), ``cursor`` (the ``next_cursor`` of the page before)
-        continues after the last row seen, so no row is shown twice or skipped while new
-        backups arrive (keyset pagination). ``offset`` applies after the cursor.
+        shift when backups are added), ``cursor`` (the ``next_cursor`` of the page before,
+        newest-first order only) continues after the last row seen, so no row is shown
+        twice or skipped while new backups arrive (keyset pagination). ``offset`` applies
+        after the cursor.
 
         Raises:
-            ConfigError: ``cursor`` is not one this catalog gave out.
+            ConfigError: ``cursor`` is not one this catalog gave out, or is combined with
+                ``oldest_first``.
         """
-        where = _filters(database=database, environment=environment, trigger=trigger)
-        c = backups.c
-        where.append(c.status == status if status else c.status != "deleted")
-        if since is not None:
-            where.append(c.started_at >= utc(since))
-        if until is not None:
-            where.append(c.started_at < utc(until))
+        where = _filters(database, environment, status, trigger, since, until, label)
         if cursor is not None:
+            if oldest_first:
+                raise ConfigError("a cursor pages newest first: leave out oldest_first")
             started, backup_id = read_cursor(cursor)
             where.append(older_than(backups, started, backup_id))
-        found = self._select_page(where, limit=limit + 1, offset=offset)
+        found = self._select_page(where, limit=limit + 1, offset=offset, oldest_first=oldest_first)
         more = len(found) > limit
         items = found[:limit]
-        return BackupPage(items, cursor_of(items[-1]) if more else None)
+        return BackupPage(items, cursor_of(items[-1]) if more and not oldest_first else None)
 
     def search_backups(
         self, *, limit: int = 50, offset: int = 0, **filters: Any
@@ -186,19 +195,43 @@ class BackupRows(CatalogBase):
         return self.page_backups(limit=limit, offset=offset, **filters).items
 
     def _select_page(
-        self, where: list[Any], *, limit: int | None = None, offset: int = 0
+        self,
+        where: list[Any],
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        oldest_first: bool = False,
     ) -> list[BackupRecord]:
-        """Rows matching ``where``, newest first. The page's ids come from an index alone
-        (a deep ``offset`` skips index entries, never whole rows); then only those rows
-        are read."""
+        """Rows matching ``where``, newest first (or oldest first). The page's ids come from
+        an index alone (a deep ``offset`` skips index entries, never whole rows); then only
+        those rows are read."""
         c = backups.c
-        order = (c.started_at.desc(), c.id.desc())
+        if oldest_first:
+            order: tuple[Any, ...] = (c.started_at.asc(), c.id.asc())
+        else:
+            order = (c.started_at.desc(), c.id.desc())
         if limit is None and not offset:
             query = sa.select(backups).where(*where).order_by(*order)
         else:
             ids = sa.select(c.id).where(*where).order_by(*order).limit(limit).offset(offset)
             query = sa.select(backups).where(c.id.in_(ids)).order_by(*order)
         return [BackupRecord.model_validate(r) for r in select_rows(self, query)]
+
+    def count_backups(
+        self,
+        *,
+        database: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        trigger: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        label: tuple[str, str] | None = None,
+    ) -> int:
+        """How many backups :meth:`search_backups` finds with the same filters (all pages)."""
+        where = _filters(database, environment, status, trigger, since, until, label)
+        query = sa.select(sa.func.count().label("n")).select_from(backups).where(*where)
+        return int(select_rows(self, query)[0]["n"])
 
     # --- copies --------------------------------------------------------------------------
 
@@ -225,11 +258,6 @@ class BackupPage:
 
     items: list[BackupRecord]
     next_cursor: str | None
-
-
-def _filters(**equal: str | None) -> list[Any]:
-    """``column == value`` for each given (not None) column of ``backups``."""
-    return [backups.c[name] == value for name, value in equal.items() if value is not None]
 
 
 def cursor_of(record: BackupRecord) -> str:
@@ -267,3 +295,39 @@ def older_than(table: Any, started: Any, backup_id: Any) -> Any:
     ``backup_id`` are values or columns."""
     c = table.c
     return (c.started_at <= started) & ((c.started_at < started) | (c.id < backup_id))
+
+
+def _filters(
+    database: str | None,
+    environment: str | None,
+    status: str | None,
+    trigger: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    label: tuple[str, str] | None = None,
+    *,
+    include_deleted: bool = False,
+) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clauses shared by the listings of :class:`BackupRows` and their count:
+    ``deleted`` rows only when ``status`` asks for them or ``include_deleted``."""
+    c = backups.c
+    since, until = utc(since), utc(until)
+    where: list[sa.ColumnElement[bool]] = []
+    if status:
+        where.append(c.status == status)
+    elif not include_deleted:
+        where.append(c.status != "deleted")
+    for column, value in (
+        (c.database, database),
+        (c.environment, environment),
+        (c.trigger, trigger),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if since is not None:
+        where.append(c.started_at >= since)
+    if until is not None:
+        where.append(c.started_at < until)
+    if label is not None:
+        where.append(c.labels[label[0]].as_string() == label[1])
+    return where

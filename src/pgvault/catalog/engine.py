@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from pgvault import private
 from pgvault.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ already there opens without loading Alembic at all."""
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database or "")
+        private.makedirs(path.parent)
+        private.ensure_file(path)  # 0600 before SQLite opens it: its -wal/-shm take its mode
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine = sa.create_engine(parsed, future=True)

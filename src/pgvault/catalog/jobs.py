@@ -18,8 +18,30 @@ from pgvault.catalog.tables import idempotency_keys, jobs
 if TYPE_CHECKING:
     from pgvault.catalog import Catalog
 
-JobKind = Literal["backup", "restore", "verify", "upload-restore", "dump"]
+JobKind = Literal[
+    "backup",
+    "restore",
+    "verify",
+    "upload-restore",
+    "dump",
+    "files-snapshot",
+    "files-restore",
+    "files-verify",
+]
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
+
+
+class JobProgress(BaseModel):
+    """A running job's numbers (kept live in the process running it, not in the catalog)."""
+
+    phase: str
+    unit: str = Field(description="bytes, entries (a restore's TOC entries) or steps.")
+    done: int = 0
+    total: int | None = Field(default=None, description="Estimated for backups.")
+    percent: float | None = None
+    rate: float | None = Field(default=None, description="Units per second, recent.")
+    eta_seconds: float | None = None
+    detail: str | None = Field(default=None, description="The current step, in words.")
 
 
 class JobRecord(BaseModel):
@@ -35,6 +57,9 @@ class JobRecord(BaseModel):
     phase: str | None = None
     bytes_done: int = Field(default=0, description="Bytes written (backup) so far.")
     rate: float | None = Field(default=None, description="Bytes per second, recent.")
+    progress: JobProgress | None = Field(
+        default=None, description="Percent, total, time left (while it runs, live only)."
+    )
     result: dict[str, Any] | None = None
     error: str | None = None
     error_kind: str | None = Field(default=None, description="PgvaultError class name.")
@@ -50,7 +75,7 @@ class JobRecord(BaseModel):
 
 def save_job(catalog: Catalog, job: JobRecord) -> None:
     """Insert or replace a job row."""
-    upsert(catalog, jobs, {"id": job.id}, job.model_dump(mode="python"))
+    upsert(catalog, jobs, {"id": job.id}, job.model_dump(mode="python", exclude={"progress"}))
 
 
 def get_job(catalog: Catalog, job_id: str) -> JobRecord | None:

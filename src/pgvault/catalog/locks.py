@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from pgvault import private
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.postgres.conninfo import ConnInfo
@@ -53,9 +54,11 @@ def exclusive(settings: Settings, catalog: Catalog, name: str) -> Iterator[bool]
                     conn.commit()
         return
     directory = Path(settings.home) / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
+    private.makedirs(directory)
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100] + "-" + f"{lock_key(name) & 0xFFFFFFFF:08x}"
-    with open(directory / f"{safe}.lock", "a+b") as handle:
+    path = directory / f"{safe}.lock"
+    private.ensure_file(path)
+    with open(path, "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

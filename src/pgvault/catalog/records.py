@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 BackupStatus = Literal["running", "completed", "failed", "interrupted", "deleted"]
 Trigger = Literal["manual", "scheduled", "pre-restore", "upload"]
-RestoreStatus = Literal["running", "completed", "failed"]
+RestoreStatus = Literal["running", "completed", "failed", "interrupted"]
 
 MANIFEST_VERSION = 1
 
@@ -43,6 +43,9 @@ class BackupRecord(BaseModel):
     storage: str = Field(description="Storage target name or URL.")
     storage_key: str
     globals_key: str | None = None
+    globals_sha256: str | None = Field(
+        default=None, description="sha256 of the stored globals file, checked before use."
+    )
     size_bytes: int | None = None
     sha256: str | None = None
     server_version: str | None = None

@@ -16,6 +16,11 @@ class RestoreRows(CatalogBase):
         """Insert or replace the row of a restore."""
         upsert(self, restores, {"id": record.id}, record.model_dump())
 
+    def get_restore(self, restore_id: str) -> RestoreRecord | None:
+        """The restore ``restore_id``, or None."""
+        found = select_rows(self, sa.select(restores).where(restores.c.id == restore_id))
+        return RestoreRecord.model_validate(found[0]) if found else None
+
     def list_restores(self, limit: int = 50) -> list[RestoreRecord]:
         """Restores, newest first."""
         query = sa.select(restores).order_by(restores.c.started_at.desc()).limit(limit)

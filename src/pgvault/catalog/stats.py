@@ -2,7 +2,8 @@
 (or a few) read off the indexes of ``backups``, never every row into Python: totals per
 database, counts by status, the names of every database that has backups, each database's
 newest rows (last run, newest completed, the comparable one before it), backups per day,
-deletions by retention, and the slim rows retention decides on."""
+deletions by retention, the slim rows retention decides on, and what each storage target
+holds."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pgvault.catalog.days import STATUSES
 from pgvault.catalog.engine import CatalogBase, select_rows, transaction, utc
 from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
-from pgvault.catalog.tables import backup_days, backups, restores
+from pgvault.catalog.tables import backup_copies, backup_days, backups, restores
 
 RETENTION_COLUMNS = (
     "id",
@@ -189,3 +190,23 @@ class StatsRows(CatalogBase):
         with transaction(self) as conn:
             rows = conn.execute(query).all()
         return [BackupRecord.model_validate(dict(row._mapping)) for row in rows]
+
+    def storage_usage(self) -> dict[str, tuple[int, int]]:
+        """Per storage target (name or URL, as the rows record it): ``(count, bytes)`` of
+        the completed backups and completed copies it holds."""
+        found: dict[str, tuple[int, int]] = {}
+        for table in (backups, backup_copies):
+            c = table.c
+            query = (
+                sa.select(
+                    c.storage,
+                    sa.func.count().label("n"),
+                    sa.func.coalesce(sa.func.sum(c.size_bytes), 0).label("size"),
+                )
+                .where(c.status == "completed")
+                .group_by(c.storage)
+            )
+            for row in select_rows(self, query):
+                count, size = found.get(str(row["storage"]), (0, 0))
+                found[str(row["storage"])] = (count + int(row["n"]), size + int(row["size"]))
+        return found

@@ -13,14 +13,16 @@ import time: ``--help`` and ``--version`` load only Typer, and each command what
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from pgvault import __version__
-from pgvault.cli import backups, maintenance, ops, render, restores, serve
+from pgvault import __version__, redact
+from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve, wal
+from pgvault.cli import files as files_cli
 from pgvault.errors import PgvaultError, exit_code
 
 app = typer.Typer(
@@ -62,9 +64,11 @@ def main(
     """PostgreSQL backups you can restore."""
     from pgvault.config.settings import load_settings
 
+    os.umask(0o077)  # what pgvault and its children write is private (0600/0700)
     level = logging.WARNING - 10 * min(verbose, 2)
     fmt = "%(asctime)s " if verbose else ""
     logging.basicConfig(level=level, format=fmt + "%(levelname)s %(name)s: %(message)s")
+    redact.install()  # no credential in any line, botocore's debug lines included
     ctx.obj = load_settings(config)
 
 
@@ -73,10 +77,15 @@ restores.register(app)  # restore (registered second: see the order below)
 ops.register(app)  # history, health, prune, schedules, scheduler
 maintenance.register(app)  # doctor, catalog rebuild
 serve.register(app)  # serve, users, tokens, passkey-hash
+demo.register(app)  # demo
+wal.register(app)  # wal stream|push|fetch|status|mark|backups|window|verify|prune
+app.add_typer(
+    files_cli.app, name="files", short_help="Snapshots of an app's uploaded files, with its backups"
+)
 
 ORDER = (
-    "backup restore list show verify download delete stats history health prune schedules "
-    "doctor catalog serve scheduler users tokens passkey-hash"
+    "demo backup restore list show verify download delete files wal stats history health "
+    "prune schedules doctor catalog serve scheduler users tokens passkey-hash"
 ).split()
 """The order ``pgvault --help`` lists commands in: the everyday ones first, then
 unattended operation, maintenance and the service. Commands not named here follow."""
@@ -99,6 +108,7 @@ HINTS = {
     "config": "--config FILE",
     "backup": "'pgvault list' shows the backups",
     "server": "--to URL",
+    "superuser": "--as-superuser, from the command line only",
 }
 """The CLI's words for what an error :attr:`~pgvault.errors.PgvaultError.needs`."""
 

@@ -12,6 +12,7 @@ from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
     JsonOpt,
+    actor,
     add_command,
     decryptor,
     open_catalog,
@@ -114,10 +115,22 @@ def backup(
     timeout: TimeoutOpt = None,
     no_globals: NoGlobalsOpt = False,
     encrypt_to: EncryptToOpt = None,
+    physical: Annotated[
+        bool, typer.Option("--physical", help="A base backup (pg_basebackup) for PITR.")
+    ] = False,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="--physical against the previous one (17+).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Back up a database into a storage target. With --all, every database of a server."""
+    """Back up a database into a storage target. With --all, every database of a server;
+    with --physical, a base backup for point-in-time recovery."""
+    if physical or incremental:
+        from pgvault.cli import wal
+
+        return wal.backup_physical(ctx, database, incremental, as_json)
     from pgvault import backups, databases
+    from pgvault.cli import files as files_cli
     from pgvault.cli.progress import BytesProgress
     from pgvault.postgres import conninfo
 
@@ -160,9 +173,10 @@ def backup(
             f"{render.size(record.size_bytes)} in {record.duration_seconds:.1f} s "
             f"-> {record.storage_key}"
         )
+    files_failed = files_cli.report_linked(catalog, done, as_json)
     for name, message in failed:
         render.error(f"{name}: {message}")
-    if failed:
+    if failed or files_failed:
         raise typer.Exit(EXIT_CODES[BackupError])
 
 
@@ -186,6 +200,7 @@ def list_(
     """List backups, newest first. From the catalog, or with --from-storage from the
     manifests in a storage target."""
     from pgvault.catalog.records import BackupStatus
+    from pgvault.cli import files as files_cli
 
     settings = settings_of(ctx)
     if from_storage:
@@ -213,18 +228,31 @@ def list_(
         what = "no backups match" if database or environment or status else "no backups yet"
         render.info(f"{what}: make one with 'pgvault backup postgresql://user@host/db'")
         return
-    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json)
+    linked = files_cli.linked_summary(catalog, [r.id for r in records])
+    _render_backups(records, catalog.copies_of([r.id for r in records]), as_json, linked)
 
 
 def _render_backups(
-    records: list[BackupRecord], copies_by_id: dict[str, list[BackupCopy]], as_json: bool
+    records: list[BackupRecord],
+    copies_by_id: dict[str, list[BackupCopy]],
+    as_json: bool,
+    linked: dict[str, str] | None = None,
 ) -> None:
+    linked = linked or {}
     if as_json:
         render.as_json(
-            [{**r.model_dump(mode="json"), "copies": copies_by_id.get(r.id, [])} for r in records]
+            [
+                {
+                    **r.model_dump(mode="json"),
+                    "copies": copies_by_id.get(r.id, []),
+                    "files": linked.get(r.id),
+                }
+                for r in records
+            ]
         )
         return
-    columns = "id database env status trigger format size started_(UTC) labels storage".split()
+    names = "id database env status trigger format size started_(UTC) labels storage files"
+    columns = names.split()
     render.table(
         None,
         [c.replace("_", " ") for c in columns],
@@ -242,6 +270,7 @@ def _render_backups(
                 " + ".join(
                     [r.storage] + [f"{c.storage} ({c.status})" for c in copies_by_id.get(r.id, [])]
                 ),
+                linked.get(r.id),
             )
             for r in records
         ),
@@ -255,9 +284,13 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show everything the catalog knows about one backup."""
-    record = open_catalog(settings_of(ctx)).find_backup(backup_id, database=database)
+    from pgvault.cli import files as files_cli
+
+    catalog = open_catalog(settings_of(ctx))
+    record = catalog.find_backup(backup_id, database=database)
     if as_json:
-        render.as_json(record)
+        linked = files_cli.linked_summary(catalog, [record.id]).get(record.id)
+        render.as_json({**record.model_dump(mode="json"), "files": linked})
         return
     fields = record.model_dump()
     counts = fields.pop("row_counts") or {}
@@ -267,6 +300,7 @@ def show(
         render.table("objects", ("type", "count"), objects.items())
     if counts:
         render.table("rows at backup time", ("table", "rows"), counts.items())
+    files_cli.show_linked(catalog, record.id)
 
 
 def verify_(
@@ -327,18 +361,21 @@ def download(
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
     from pgvault import backups
+    from pgvault.cli.progress import BytesProgress
 
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)
-    written = backups.download(
-        settings,
-        catalog,
-        record,
-        output,
-        decompress=decompress,
-        decrypt=decryptor(settings, identity),
-    )
+    with BytesProgress() as progress:
+        written = backups.download(
+            settings,
+            catalog,
+            record,
+            output,
+            decompress=decompress,
+            decrypt=decryptor(settings, identity),
+            progress=progress.update,
+        )
     render.info(f"wrote {render.size(written)} to {output}")
 
 
@@ -346,16 +383,25 @@ def delete(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(help="Backup id or file name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even one of the minimum_redundancy newest completed backups "
+            "(written to the audit log).",
+        ),
+    ] = False,
 ) -> None:
-    """Delete a backup's stored files and copies. Its catalog row stays, marked deleted."""
-    from pgvault import backups
+    """Delete a backup's stored files and copies. Its catalog row stays, marked deleted; one
+    of the minimum_redundancy newest completed backups of its database needs --force."""
+    from pgvault.operations import prune
 
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id)
     if not yes:
         typer.confirm(f"delete backup {record.id} of {record.database}?", abort=True)
-    backups.delete(settings, catalog, record.id)
+    prune.delete_backup(settings, catalog, record.id, force=force, actor=actor())
     render.info(f"backup {record.id} deleted")
 
 

@@ -1,5 +1,6 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
-(with interrupted backups recovered at open), the ``--json`` and ``--identity`` options.
+(with what dead processes left repaired at open), the audit actor, the ``--json`` and
+``--identity`` options.
 
 Command modules import the domain inside their command functions (and types under
 ``TYPE_CHECKING``), so ``pgvault --help`` and each command load only what they use.
@@ -7,6 +8,7 @@ Command modules import the domain inside their command functions (and types unde
 
 from __future__ import annotations
 
+import getpass
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -44,15 +46,13 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """Open the catalog and mark backups left running by a dead process ``interrupted``
-    (the backup machinery is loaded only when some backup is still ``running``)."""
+    """Open the catalog and repair what dead processes left (interrupted backups, unfinished
+    swaps, work directories: :func:`pgvault.operations.startup.recover`)."""
     from pgvault.catalog import Catalog
+    from pgvault.operations import startup
 
     catalog = Catalog.open(settings.catalog_location)
-    if catalog.running_backups():
-        from pgvault.backups.record import recover_interrupted
-
-        recover_interrupted(settings, catalog)
+    startup.recover(settings, catalog)
     return catalog
 
 
@@ -61,3 +61,11 @@ def decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
     from pgvault.dumps.encryption import decryptor_from
 
     return decryptor_from(identity or settings.age_identity_file)
+
+
+def actor() -> str:
+    """The audit log's actor of a CLI command: ``cli:<OS user>`` (``cli`` if unknown)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -6,12 +6,16 @@ and renders its answer (errors end in :func:`pgvault.cli.app.run` like every com
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pgvault.cli import render
-from pgvault.cli.common import JsonOpt, add_command, open_catalog, settings_of
+from pgvault.cli.common import JsonOpt, actor, add_command, open_catalog, settings_of
+from pgvault.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pgvault.operations import prune
 
 
 def prune_(
@@ -26,22 +30,48 @@ def prune_(
         int | None,
         typer.Option(min=1, help="Ad hoc: keep the last N instead of the configured policy."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even while retention is held (newest backup failed, or none recent); "
+            "minimum_redundancy and Object Lock still apply. Written to the audit log.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why --force is used (for the audit log).")
+    ] = None,
     show_kept: Annotated[bool, typer.Option("--show-kept", help="List kept backups too.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply retention: delete the backups no rule keeps. Their stored files and copies go,
     then the catalog row is marked deleted; prints each backup's fate and the rule behind
-    it."""
+    it. The minimum_redundancy newest completed backups are never deleted."""
+    if reason is not None and not force:
+        raise ConfigError("--reason goes with --force: add --force or drop --reason")
+    settings = settings_of(ctx)
     from pgvault.operations import prune
 
-    settings = settings_of(ctx)
     items = prune.apply(
-        settings, open_catalog(settings), database=database, dry_run=dry_run, keep_last=keep_last
+        settings,
+        open_catalog(settings),
+        database=database,
+        dry_run=dry_run,
+        keep_last=keep_last,
+        force=force,
+        reason=reason,
+        actor=actor(),
     )
     if as_json:
         render.as_json(items)
         return
-    shown = [i for i in items if show_kept or not i.keep]
+    _render_prune(items, show_kept, dry_run)
+    if any(i.error for i in items):
+        raise typer.Exit(5)
+
+
+def _render_prune(items: list[prune.PruneItem], show_kept: bool, dry_run: bool) -> None:
+    shown = [i for i in items if show_kept or i.protected or not _all_kept(i)]
     verb = "would delete" if dry_run else "delete"
     render.table(
         None,
@@ -54,17 +84,32 @@ def prune_(
                 i.trigger,
                 render.when(i.started_at),
                 render.size(i.size_bytes),
-                "keep" if i.keep else (f"FAILED: {i.error}" if i.error else verb),
+                _action(i, verb),
                 "; ".join(i.reasons),
             )
             for i in shown
         ),
     )
+    for name, hold in sorted({(i.database, i.held) for i in items if i.held}):
+        render.info(f"retention of {name} is held: {hold} (nothing deleted; --force overrides)")
     gone = [i for i in items if not i.keep]
     done = "would be deleted" if dry_run else "deleted"
     render.info(f"{len(gone)} backup(s) {done}, {len(items) - len(gone)} kept")
-    if any(i.error for i in items):
-        raise typer.Exit(5)
+
+
+def _all_kept(item: prune.PruneItem) -> bool:
+    return item.keep and all(c.keep for c in item.copies)
+
+
+def _action(item: prune.PruneItem, verb: str) -> str:
+    if item.error:
+        return f"FAILED: {item.error}"
+    if not item.keep:
+        return verb
+    dropped = [c.target for c in item.copies if not c.keep]
+    if dropped:
+        return f"{verb} on {', '.join(dropped)}"
+    return "keep (minimum_redundancy)" if item.protected else "keep"
 
 
 def schedules_(
@@ -110,6 +155,7 @@ def scheduler_(ctx: typer.Context) -> None:
         ours.setLevel(logging.INFO)
     catalog = open_catalog(settings)
     render.info(f"scheduler running on catalog {catalog.describe()} (SIGTERM stops it)")
+
     scheduler.run_forever(settings, catalog)
 
 
@@ -150,6 +196,7 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from pgvault.operations import monitoring
 
     settings = settings_of(ctx)
+
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:
         render.as_json(report)
@@ -168,6 +215,21 @@ def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 for d in report.databases
             ),
         )
+        if report.file_sets:
+            render.table(
+                None,
+                ("file set", "status", "newest completed (UTC)", "objects", "why"),
+                (
+                    (
+                        f.file_set,
+                        f.status,
+                        render.when(f.last_success_at),
+                        f.last_objects,
+                        "; ".join(f.reasons),
+                    )
+                    for f in report.file_sets
+                ),
+            )
     if report.status != "ok":
         raise typer.Exit(1)
 

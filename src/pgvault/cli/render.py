@@ -96,7 +96,10 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
 
 def error(message: str) -> None:
     """The one-line error every failure ends with."""
-    console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    line = f"[bold red]error:[/] {escape(message)}"
+    console(stderr=True).print(line, markup=True, soft_wrap=True)
 
 
 def info(message: str) -> None:

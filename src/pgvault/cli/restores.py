@@ -23,10 +23,11 @@ from pgvault.cli.common import (
 from pgvault.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pgvault import restores
+    from pgvault.catalog import Catalog
     from pgvault.catalog.records import RestoreRecord
     from pgvault.config.settings import Settings
     from pgvault.databases import DatabaseTarget
-    from pgvault.restores import RestorePreview
 
 PASSKEY_ENV = "PGVAULT_RESTORE_PASSKEY"
 
@@ -48,7 +49,7 @@ DatabaseOpt = Annotated[
         "--database",
         "-d",
         help="A database named in the config: the target (unless --to) and, for "
-        "'latest', whose newest backup to restore.",
+        "'latest' and point-in-time recovery, the source.",
     ),
 ]
 
@@ -99,6 +100,28 @@ DropLeftoverOpt = Annotated[
     str | None, typer.Option(help="Drop one database that --leftovers lists.")
 ]
 
+AsSuperuserOpt = Annotated[
+    bool,
+    typer.Option(
+        "--as-superuser",
+        help="Run the SQL of --file as the connecting superuser instead of the target "
+        "database's owner (only for a file you trust: it can run anything).",
+    ),
+]
+
+RepairOpt = Annotated[
+    bool,
+    typer.Option(
+        "--repair",
+        help="Repair restores a dead pgvault left unfinished (every start does this too).",
+    ),
+]
+
+
+WithFilesOpt = Annotated[
+    bool, typer.Option("--with-files", help="Restore the linked file snapshots first.")
+]
+
 
 def restore(
     ctx: typer.Context,
@@ -117,21 +140,57 @@ def restore(
     no_owner: NoOwnerOpt = False,
     leftovers: LeftoversOpt = False,
     drop_leftover: DropLeftoverOpt = None,
+    with_files: WithFilesOpt = False,
+    as_superuser: AsSuperuserOpt = False,
+    repair: RepairOpt = False,
     identity: IdentityOpt = None,
     as_json: JsonOpt = False,
+    physical: Annotated[bool, typer.Option("--physical", help="PITR into --into DIR.")] = False,
+    target_time: Annotated[str | None, typer.Option(help="PITR: '2026-12-01 14:32:05+00'.")] = None,
+    target_lsn: Annotated[str | None, typer.Option(help="PITR: an LSN such as 0/3000028.")] = None,
+    target_name: Annotated[str | None, typer.Option(help="PITR: a 'wal mark' name.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="PITR: the archive's end.")] = False,
+    into: Annotated[Path | None, typer.Option(help="PITR: new data directory.")] = None,
+    port: Annotated[int | None, typer.Option(help="PITR: port of the recovered server.")] = None,
 ) -> None:
     """Restore a backup or a dump file into a database, safely. Swap mode never touches the
-    live database until the restored copy is proven."""
+    live database until the restored copy is proven; with --target-time, --target-lsn,
+    --target-name or --latest: point-in-time recovery, into a new cluster (--physical --into
+    DIR) or of one database into --to URL."""
     from pgvault import restores
+    from pgvault.cli import files as files_cli
+    from pgvault.cli import wal
+    from pgvault.cli.progress import BytesProgress
     from pgvault.restores import policy
 
+    when = wal.PointInTime(target_time, target_lsn, target_name, latest, into, port)
+    if physical or when.wanted():
+        swap = {
+            "jobs": jobs,
+            "no_owner": no_owner,
+            "safety_backup": not no_safety_backup,
+            "drop_previous": drop_previous,
+        }
+        return wal.restore_to_point(
+            ctx,
+            when,
+            database=database,
+            to=to,
+            yes=yes,
+            identity=identity,
+            as_json=as_json,
+            swap_options=swap,
+        )
     settings = settings_of(ctx)
     if mode not in ("swap", "clean", "recreate"):
         raise ConfigError(f"--mode {mode!r} is not one of swap, clean, recreate")
-    if leftovers or drop_leftover:
-        _leftovers(settings, to, database, drop_leftover)
+    catalog = open_catalog(settings)  # repairs unfinished restores first
+    if repair:
+        _repair(settings, catalog)
         return
-    catalog = open_catalog(settings)
+    if leftovers or drop_leftover:
+        _leftovers(settings, catalog, to, database, drop_leftover)
+        return
     record = catalog.find_backup(backup_id, database=database) if backup_id else None
     url, name = (to, None) if to else (None, database)
     target = restores.resolve_target(settings, record=record, url=url, database=name)
@@ -147,9 +206,13 @@ def restore(
         no_owner=no_owner,
         decrypt=decryptor(settings, identity),
         created_by="cli",
+        with_files=with_files,
+        as_superuser=as_superuser,
     )
     if dry_run:
         _show_preview(restores.plan(settings, catalog, request).preview, as_json)
+        if with_files and record is not None:
+            files_cli.show_linked_plans(settings, catalog, record.id, request.decrypt, as_json)
         return
     plan = restores.plan(settings, catalog, request, preview=False)
     policy.check_environment(settings, target)  # before asking anyone to type anything
@@ -157,7 +220,9 @@ def restore(
         request, confirm=_confirmation(target, yes), passkey=_passkey(target, passkey)
     )
     plan = dataclasses.replace(plan, request=answered)
-    _show_result(restores.run(settings, catalog, plan, progress=render.info), as_json)
+    with BytesProgress(enabled=not as_json) as progress:
+        result = restores.run(settings, catalog, plan, progress=progress.update)
+    _show_result(result, as_json)
 
 
 def _show_result(result: RestoreRecord, as_json: bool) -> None:
@@ -198,18 +263,33 @@ def _passkey(target: DatabaseTarget, ask: bool) -> str | None:
     return None
 
 
-def _leftovers(settings: Settings, to: str | None, database: str | None, drop: str | None) -> None:
+def _leftovers(
+    settings: Settings, catalog: Catalog, to: str | None, database: str | None, drop: str | None
+) -> None:
     from pgvault import databases, restores
 
     server_conn = databases.resolve(settings, to, database).conn
     if drop:
-        restores.drop_leftover(server_conn, drop)
+        restores.drop_leftover(catalog, server_conn, drop)
         render.info(f"dropped {drop}")
-    for name in restores.leftovers(server_conn):
+    for name in restores.leftovers(catalog, server_conn):
         render.out.print(name)
 
 
-def _show_preview(preview: RestorePreview, as_json: bool) -> None:
+def _repair(settings: Settings, catalog: Catalog) -> None:
+    """Repair once more (open_catalog did already) and say what is still open."""
+    from pgvault import restores
+
+    for done in restores.repair_unfinished(settings, catalog):
+        render.info(f"restore {done.entry_id}: {done.outcome}")
+    still = restores.unfinished(catalog)
+    for entry in still:
+        render.info(f"restore {entry.id} of {entry.dbname} is still unfinished (step {entry.step})")
+    if not still:
+        render.info("no unfinished restore")
+
+
+def _show_preview(preview: restores.RestorePreview, as_json: bool) -> None:
     if as_json:
         render.as_json(preview)
         return

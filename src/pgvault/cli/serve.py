@@ -10,7 +10,6 @@ in the same process: the scheduler starts before uvicorn and is shut down when u
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import sys
@@ -18,8 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pgvault import redact
 from pgvault.cli import render
-from pgvault.cli.common import add_command, settings_of
+from pgvault.cli.common import actor as _actor
+from pgvault.cli.common import add_command, open_catalog, settings_of
 from pgvault.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,23 +43,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _catalog(ctx: typer.Context) -> Catalog:
-    from pgvault.catalog import Catalog
-
-    return Catalog.open(settings_of(ctx).catalog_location)
+    return open_catalog(settings_of(ctx))
 
 
 def _audit(catalog: Catalog, action: str, target: str) -> None:
     """Record a CLI action in the audit trail (as ``cli:<os user>``)."""
-    from pgvault.service import audit
+    from pgvault.catalog import audit
 
     audit.record(catalog, actor=_actor(), action=action, target=target)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _secret_from(env_name: str, prompt: str) -> str:
@@ -96,8 +88,10 @@ def serve(
     app = create_app(settings, catalog=catalog, secret=secret, dev=dev)
     scheduler = _start_scheduler(settings, catalog)
     render.info(f"pgvault serving on http://{host}:{port} (docs at /docs)")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    redact.install()  # after uvicorn set up its loggers: tokens and credentials masked
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.Server(config).run()
     finally:
         scheduler.shutdown()
 

@@ -13,6 +13,9 @@ e.g. ``PGVAULT_DATABASES__APP__SCHEDULES__DAILY__ENABLED=false``)::
     [databases.app.retention]       # the database's other backups (manual, other schedules)
     keep_last = 30
     keep_daily = 7
+    minimum_redundancy = 3          # the 3 newest completed backups are never deleted
+    [databases.app.retention.local] # copies on the target "local" follow their own rules
+    keep_last = 2
     [databases.app.verify]
     cron = "0 5 * * 6"              # weekly restore drill of the newest completed backup
     [databases.app.freshness]
@@ -26,9 +29,9 @@ e.g. ``PGVAULT_DATABASES__APP__SCHEDULES__DAILY__ENABLED=false``)::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NotifyEvent = Literal[
     "backup_failed",
@@ -38,6 +41,12 @@ NotifyEvent = Literal[
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "retention_held",
+    "files_snapshot_failed",
+    "files_snapshot_succeeded",
+    "files_restore_finished",
+    "files_restore_failed",
+    "wal_gap",
 ]
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "backup_failed",
@@ -46,10 +55,23 @@ DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (
     "restore_failed",
     "verify_failed",
     "freshness_lost",
+    "retention_held",
+    "files_snapshot_failed",
+    "files_restore_finished",
+    "files_restore_failed",
+    "wal_gap",
 )
 """Events sent unless a ``notifications.events`` list says otherwise (success is opt-in)."""
 
 DEFAULT_MAX_STALENESS_HOURS = 26.0
+
+
+RULES = ("keep_last", "max_age_days", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+"""The fields of a policy that keep completed backups (combined by union)."""
+
+PERIOD_DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 31.0, "yearly": 366.0}
+"""The longest span of one GFS period, in days."""
+_LOCK_DAYS_PER_PERIOD = {"daily": 1.0, "weekly": 7.0, "monthly": 30.0, "yearly": 365.0}
 
 
 class RetentionSettings(BaseModel):
@@ -57,7 +79,12 @@ class RetentionSettings(BaseModel):
 
     A completed backup is kept if *any* rule keeps it; with no rule set nothing completed is
     deleted. GFS rules (grandfather-father-son) keep the newest backup of each of the last N
-    days/ISO weeks/months/years that have one, as restic and Borg do.
+    days/ISO weeks/months/years that have one, as restic and Borg do. The
+    ``minimum_redundancy`` newest completed backups (Barman's setting of that name) are kept
+    whatever the rules say.
+
+    A sub-table named after a storage target (``[databases.app.retention.offsite]``) is the
+    policy of the copies on that target (:attr:`targets`, see :meth:`for_target`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,6 +107,14 @@ class RetentionSettings(BaseModel):
     keep_yearly: int | None = Field(
         default=None, ge=1, description="GFS: newest backup of each of the last N years."
     )
+    minimum_redundancy: int = Field(
+        default=3,
+        ge=1,
+        description="The N newest completed backups are never deleted by any rule, schedule "
+        "or API call (Barman's minimum_redundancy). In the database's policy it counts every "
+        "backup of the database; in a schedule's, that schedule's backups; in a target's "
+        "table, the copies on that target (unset there: no floor of its own).",
+    )
     failed_max_age_days: float | None = Field(
         default=7.0,
         gt=0,
@@ -96,6 +131,91 @@ class RetentionSettings(BaseModel):
         default=None,
         description="IANA zone whose calendar days/weeks/months GFS counts in (default UTC).",
     )
+    targets: dict[str, RetentionSettings] = Field(
+        default_factory=dict,
+        description="Policies of the copies on one storage target, by target name (written "
+        "as sub-tables: [databases.app.retention.local]).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_target_tables(cls, data: Any) -> Any:
+        """Move sub-tables named after storage targets into :attr:`targets`."""
+        if not isinstance(data, dict):
+            return data
+        tables = {
+            key: value
+            for key, value in data.items()
+            if key not in cls.model_fields and isinstance(value, dict | RetentionSettings)
+        }
+        if not tables:
+            return data
+        rest = {key: value for key, value in data.items() if key not in tables}
+        rest["targets"] = {**dict(data.get("targets") or {}), **tables}
+        return rest
+
+    @model_validator(mode="after")
+    def _flat_targets(self) -> RetentionSettings:
+        for name, own in self.targets.items():
+            if own.targets:
+                raise ValueError(f"the retention of target {name!r} cannot have targets itself")
+        return self
+
+    def has_rules(self) -> bool:
+        """Whether any rule that keeps completed backups is set."""
+        return any(getattr(self, rule) is not None for rule in RULES)
+
+    def for_target(self, name: str) -> RetentionSettings:
+        """The policy of the copies on storage target ``name``.
+
+        The target's table, when there is one, replaces the rules (``keep_*``,
+        ``max_age_days``) if it sets any, and any other field it sets; the rest comes from
+        this policy. Without a table: this policy.
+        """
+        own = self.targets.get(name)
+        if own is None:
+            return self
+        given = own.model_fields_set
+        values = self.model_dump(exclude={"targets"})
+        if any(rule in given for rule in RULES):
+            values.update({rule: getattr(own, rule) for rule in RULES})
+        values.update({f: getattr(own, f) for f in given - set(RULES) - {"targets"}})
+        return RetentionSettings(**values)
+
+    def target_floor(self, name: str) -> int:
+        """The copies on target ``name`` always kept: its table's ``minimum_redundancy``
+        when it sets one, else 0 (the backups' own floor still keeps one copy of each)."""
+        own = self.targets.get(name)
+        if own is None or "minimum_redundancy" not in own.model_fields_set:
+            return 0
+        return own.minimum_redundancy
+
+    def shortest_period_days(self) -> float | None:
+        """The shortest period of the time-based rules, in days: ``max_age_days``, one day
+        for ``keep_daily``, 7 for weekly, 31 for monthly, 366 for yearly; None when only
+        ``keep_last`` (or nothing) is set. Retention deletes nothing while no completed
+        backup is newer than this (see :func:`pgvault.operations.retention.hold_reason`)."""
+        spans = [PERIOD_DAYS[name] for name in PERIOD_DAYS if getattr(self, f"keep_{name}")]
+        if self.max_age_days is not None:
+            spans.append(self.max_age_days)
+        return min(spans, default=None)
+
+    def lock_days(self) -> float | None:
+        """The S3 Object Lock period this policy implies, in days: the shortest time a
+        time-based rule keeps a backup (``max_age_days``; N days for ``keep_daily`` N, 7N for
+        weekly, 30N for monthly, 365N for yearly); None for count-only policies.
+
+        A copy locked longer than the policy keeps it is skipped by retention until its
+        lock ends; a shorter lock never blocks a deletion the policy wants.
+        """
+        spans = [
+            _LOCK_DAYS_PER_PERIOD[name] * count
+            for name in _LOCK_DAYS_PER_PERIOD
+            if (count := getattr(self, f"keep_{name}")) is not None
+        ]
+        if self.max_age_days is not None:
+            spans.append(self.max_age_days)
+        return min(spans, default=None)
 
 
 class ScheduleSettings(BaseModel):
@@ -125,6 +245,12 @@ class ScheduleSettings(BaseModel):
     schemas: list[str] = Field(default_factory=list, description="Only these schemas.")
     storage: str | None = Field(
         default=None, description="Storage target name or URL (default: the database's first)."
+    )
+    physical: bool = Field(
+        default=False, description="A base backup (pg_basebackup) instead of a dump (pitr)."
+    )
+    incremental: bool = Field(
+        default=False, description="physical: against the previous base backup (17+)."
     )
     retention: RetentionSettings | None = Field(
         default=None,
@@ -194,7 +320,9 @@ class NotificationSettings(BaseModel):
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="Events sent: backup_failed, backup_succeeded (opt-in), restore_started, "
-        "restore_finished, restore_failed, verify_failed, freshness_lost.",
+        "restore_finished, restore_failed, verify_failed, freshness_lost, retention_held, "
+        "files_snapshot_failed, files_snapshot_succeeded (opt-in), files_restore_finished, "
+        "files_restore_failed.",
     )
     public_url: str | None = Field(
         default=None,

@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pgvault.config.files import FileSetSettings, check_set_name
 from pgvault.config.operations import (
     DatabaseNotifySettings,
     FreshnessSettings,
@@ -65,11 +67,17 @@ class StorageTargetSettings(BaseModel):
     )
     sse_kms_key_id: str | None = Field(default=None, description="KMS key id for aws:kms.")
     storage_class: str | None = Field(default=None, description="S3 storage class.")
+    object_lock: bool = Field(
+        default=False,
+        description="S3 Object Lock: the bucket has Object Lock enabled; give each new object "
+        "a retain-until date (object_lock_days, else the period the database's retention "
+        "policy implies) and delete every version of a key on deletion.",
+    )
     object_lock_days: int | None = Field(
         default=None,
         ge=1,
         description="S3 Object Lock: keep each new object undeletable for this many days "
-        "(the bucket must have Object Lock enabled).",
+        "(the bucket must have Object Lock enabled; implies object_lock).",
     )
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
         default="COMPLIANCE", description="S3 Object Lock retention mode."
@@ -143,12 +151,33 @@ class DatabaseSettings(BaseModel):
         description="argon2 hash of a restore passkey ('pgvault passkey-hash'); when set, "
         "every restore into this database must give the passkey.",
     )
+    pitr: bool = Field(
+        default=False,
+        description="Stream this server's WAL (pgvault wal stream) and allow physical backups.",
+    )
+    wal_storage: list[str] = Field(
+        default_factory=list,
+        description="Storage target (name or URL; the first is used) of the WAL archive and "
+        "base backups; default: the database's storage.",
+    )
+    replication_slot: str | None = Field(
+        default=None, description="Physical replication slot of the stream; default pgvault_<name>."
+    )
+    slot_warning_mib: int = Field(
+        default=1024,
+        ge=1,
+        description="Health warning when the replication slot retains more WAL than this (MiB).",
+    )
     require_recent_backup_minutes: int | None = Field(
         default=None,
         ge=1,
         description="Restores are refused unless a completed backup of this database, "
         "from this environment, is newer than this many minutes (the automatic pre-restore "
         "backup counts).",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="File sets ([files.NAME]) snapshotted after each backup, linked to it.",
     )
 
 
@@ -179,6 +208,9 @@ class ApiSettings(BaseModel):
         default=0.25,
         ge=0,
         description="Delay added per recent failure before answering a failed login (s, max 2).",
+    )
+    max_json_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body accepted (bytes)."
     )
     idempotency_hours: int = Field(
         default=24, ge=1, description="How long an Idempotency-Key maps to its job (hours)."
@@ -254,6 +286,15 @@ class Settings(BaseSettings):
         default=None, description="File holding the signing secret (first line)."
     )
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
+    files: dict[str, FileSetSettings] = Field(
+        default_factory=dict, description="File sets ([files.NAME]): uploaded files to snapshot."
+    )
+    server_os_user: str | None = Field(
+        default=None,
+        description="OS user that runs the PostgreSQL servers pgvault starts itself (recovery, "
+        "the demo) when pgvault runs as root (PostgreSQL refuses root); default: a system user "
+        "'pgvault', created when missing.",
+    )
 
     @field_validator("age_recipients", mode="before")
     @classmethod
@@ -261,6 +302,38 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("files")
+    @classmethod
+    def _file_set_names(cls, value: dict[str, FileSetSettings]) -> dict[str, FileSetSettings]:
+        for name in value:
+            check_set_name(name)
+        return value
+
+    @model_validator(mode="after")
+    def _linked_sets_exist(self) -> Settings:
+        for name, db in self.databases.items():
+            unknown = [f for f in db.files if f not in self.files]
+            if unknown:
+                raise ValueError(f"databases.{name}.files names unknown file set(s) {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_targets_exist(self) -> Settings:
+        """Each per-target retention table names a storage target of its database."""
+        for name, db in self.databases.items():
+            policies = [("retention", db.retention)] + [
+                (f"schedules.{s}.retention", sched.retention) for s, sched in db.schedules.items()
+            ]
+            known = set(db.storage) | set(self.storage_targets)
+            for where, policy in policies:
+                for target in policy.targets if policy is not None else ():
+                    if target not in known:
+                        raise ValueError(
+                            f"databases.{name}.{where}.{target} names no storage target of "
+                            f"{name} (known: {', '.join(sorted(known)) or 'none'})"
+                        )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -325,6 +398,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         source = path or "the environment"
-        raise ConfigError(f"invalid setting {where}: {first['msg']} (in {source})") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {message} (in {source})") from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc

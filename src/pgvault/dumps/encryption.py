@@ -18,7 +18,7 @@ from typing import IO, Any, cast
 
 import pyrage
 
-from pgvault.dumps.layers import Sink
+from pgvault.dumps.layers import QueueReader, Sink
 from pgvault.errors import ArchiveError, ConfigError
 
 _QUEUE_CHUNKS = 8
@@ -65,29 +65,6 @@ def load_identities(path: Path) -> list[Any]:
     return identities
 
 
-class _QueueReader(io.RawIOBase):
-    """The reading end of a bounded chunk queue."""
-
-    def __init__(self, chunks: queue.Queue[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer and not self._eof:
-            chunk = self._chunks.get()
-            if chunk is _END or not chunk:
-                self._eof = True
-            self._buffer = chunk
-        n = min(len(target), len(self._buffer))
-        memoryview(target)[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-
 class _SinkWriter(io.RawIOBase):
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
@@ -107,7 +84,7 @@ class Encryptor:
     def __init__(self, sink: Sink, recipients: list[Any]) -> None:
         self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._error: BaseException | None = None
-        reader = _QueueReader(self._chunks)
+        reader = QueueReader(self._chunks)
         writer = _SinkWriter(sink)
 
         def work() -> None:
@@ -143,7 +120,7 @@ class Encryptor:
 class _DecryptingReader(io.RawIOBase):
     def __init__(self, encrypted: IO[bytes], identities: list[Any]) -> None:
         self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._reader = _QueueReader(self._chunks)
+        self._reader = QueueReader(self._chunks)
         self._error: BaseException | None = None
         self._encrypted = encrypted
         self._closed_early = threading.Event()

@@ -13,13 +13,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import queue
 import zlib
 from dataclasses import dataclass
 from typing import IO, Literal, Protocol, cast
 
 import zstandard
 
-from pgvault.errors import ArchiveError
+from pgvault.errors import ArchiveError, ConfigError
 
 Layer = Literal["age", "zstd", "gzip"]
 DumpKind = Literal["custom", "tar", "plain"]
@@ -86,11 +87,13 @@ class _ZlibWriter:
 
 
 class _ZstdWriter:
-    def __init__(self, sink: Sink, level: int) -> None:
+    def __init__(self, sink: Sink, level: int, threads: int = 0) -> None:
         self._sink = sink
-        # Single-threaded: pg_dump and the server already use the other core; zstd worker
-        # threads gained nothing and cost ~40 MiB (bench/RESULTS.md, c0 vs c3).
-        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
+        # Dumps: single-threaded: pg_dump and the server already use the other core; zstd
+        # worker threads gained nothing and cost ~40 MiB (bench/RESULTS.md, c0 vs c3).
+        # Base backups pass threads=2: pg_basebackup needs little CPU (bench_pitr.py).
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads)
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def write(self, data: bytes, /) -> int:
         out = self._obj.compress(data)
@@ -113,21 +116,22 @@ class _PassThrough:
         """Nothing to flush."""
 
 
-def compressor(method: str, level: int | None, sink: Sink) -> Stage:
-    """A stage compressing with ``zstd`` (one frame), ``gzip`` (RFC 1952) or ``none``.
+def compressor(method: str, level: int | None, sink: Sink, threads: int = 0) -> Stage:
+    """A stage compressing with ``zstd`` (one frame; ``threads`` worker threads, 0: in the
+    caller's thread), ``gzip`` (RFC 1952) or ``none``.
 
     The output is what the ``zstd -d`` / ``gunzip`` command line tools read.
 
     Raises:
-        ValueError: an unknown method.
+        ConfigError: an unknown method.
     """
     if method == "zstd":
-        return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level)
+        return _ZstdWriter(sink, DEFAULT_LEVELS["zstd"] if level is None else level, threads)
     if method == "gzip":
         return _ZlibWriter(sink, DEFAULT_LEVELS["gzip"] if level is None else level)
     if method == "none":
         return _PassThrough(sink)
-    raise ValueError(f"unknown compression {method!r}: use zstd, gzip or none")
+    raise ConfigError(f"unknown compression {method!r}: use zstd, gzip or none")
 
 
 def sniff_layer(head: bytes) -> Layer | None:
@@ -204,6 +208,7 @@ class OpenedDump:
     stream: IO[bytes]
     kind: DumpKind
     layers: list[Layer]
+    head: bytes = b""  # the dump's first bytes, as peeked (for dumps.header)
 
 
 def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDump:
@@ -231,7 +236,9 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                     f"this is {what} (expected a pg_dump custom, directory or plain "
                     "archive, optionally gzip/zstd compressed or age encrypted)"
                 )
-            return OpenedDump(stream=io.BufferedReader(peek, 1024 * 1024), kind=kind, layers=layers)
+            return OpenedDump(
+                stream=io.BufferedReader(peek, 1024 * 1024), kind=kind, layers=layers, head=head
+            )
         layers.append(layer)
         readable = cast(IO[bytes], peek)
         if layer == "age":
@@ -248,7 +255,8 @@ def open_layers(raw: IO[bytes], decrypt: DecryptHook | None = None) -> OpenedDum
                 layer,
             )
         else:
-            stream = _checked(gzip.GzipFile(fileobj=io.BufferedReader(peek), mode="rb"), layer)
+            inner = io.BufferedReader(peek)  # GzipFile never closes the stream it is given
+            stream = _checked(gzip.GzipFile(fileobj=inner, mode="rb"), layer, under=inner)
     raise ArchiveError("too many nested compression layers: not a pgvault backup")
 
 
@@ -256,9 +264,10 @@ class _CheckedReader(io.RawIOBase):
     """A decompressing reader whose errors (corrupt or cut-short data) become ArchiveError,
     so callers see one pgvault error instead of zlib's, gzip's or zstandard's."""
 
-    def __init__(self, raw: IO[bytes], layer: Layer) -> None:
+    def __init__(self, raw: IO[bytes], layer: Layer, under: IO[bytes] | None = None) -> None:
         self._raw = raw
         self._layer = layer
+        self._under = under
 
     def readable(self) -> bool:
         return True
@@ -275,17 +284,43 @@ class _CheckedReader(io.RawIOBase):
 
     def close(self) -> None:
         self._raw.close()
+        if self._under is not None:
+            self._under.close()
         super().close()
 
 
-def _checked(raw: object, layer: Layer) -> IO[bytes]:
-    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer))
+def _checked(raw: object, layer: Layer, under: IO[bytes] | None = None) -> IO[bytes]:
+    return cast(IO[bytes], _CheckedReader(cast(IO[bytes], raw), layer, under))
 
 
 class DecryptHook(Protocol):
     """Turns an encrypted stream into a plaintext stream."""
 
     def __call__(self, encrypted: IO[bytes], /) -> IO[bytes]: ...
+
+
+class QueueReader(io.RawIOBase):
+    """The reading end of a bounded queue of chunks (an empty chunk ends the stream): how a
+    push-style chain hands bytes to a pull-style reader in another thread."""
+
+    def __init__(self, chunks: queue.Queue[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer and not self._eof:
+            chunk = self._chunks.get()
+            if not chunk:
+                self._eof = True
+            self._buffer = chunk
+        n = min(len(target), len(self._buffer))
+        memoryview(target)[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
 
 
 def copy_stream(source: IO[bytes], sink: Sink, chunk_size: int = 1024 * 1024) -> int:

@@ -4,9 +4,11 @@ Health per database (``ok`` < ``warning`` < ``critical``), in the manner of Barm
 ``last_backup_maximum_age`` and ``last_backup_minimum_size`` checks:
 
 * ``critical``: the last backup run failed, or no completed backup exists;
-* ``warning``: the last run was interrupted; the newest completed backup is older than the
-  expected staleness (``freshness.max_staleness_hours``, else the longest gap between the
-  database's scheduled backups + 10% + 1 minute, else 26 h); or it is smaller than
+* ``warning``: retention is held (nothing is deleted: see
+  :func:`pgvault.operations.retention.hold_reason`); the last run was interrupted; the
+  newest completed backup is older than the expected staleness
+  (``freshness.max_staleness_hours``, else the longest gap between the database's
+  scheduled backups + 10% + 1 minute, else 26 h); or it is smaller than
   ``freshness.min_size_ratio`` (default 0.5) of the comparable backup before it (same
   format, tables and schemas) - an application that silently lost its data.
 
@@ -34,7 +36,9 @@ from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.stats import DayCounts
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
-from pgvault.operations import schedules
+from pgvault.operations import file_health as files_health
+from pgvault.operations import prune, schedules
+from pgvault.physical import status as physical
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
@@ -71,11 +75,13 @@ class DatabaseHealth:
 
 @dataclass
 class HealthReport:
-    """Every database's health; ``status`` is the worst of them (``ok`` when none)."""
+    """Every database's and file set's health; ``status`` is the worst of them (``ok``
+    when none)."""
 
     status: Status
     checked_at: datetime
     databases: list[DatabaseHealth] = field(default_factory=list)
+    file_sets: list[files_health.FileSetHealth] = field(default_factory=list)
 
 
 DayHistory = DayCounts
@@ -206,6 +212,25 @@ def _newest_rows(catalog: Catalog) -> Mapping[str, NewestRows]:
     return memo[id(catalog)]
 
 
+def _with_physical(
+    settings: Settings, catalog: Catalog, entry: DatabaseHealth, has_dumps: bool, now: datetime
+) -> DatabaseHealth:
+    """Fold a ``pitr = true`` database's base backups and WAL archive into its health
+    (:func:`pgvault.physical.status.health`); with no dumps at all, its base backups are
+    its backups."""
+    level, reasons = physical.health(settings, catalog, entry.database, now)
+    newest = physical.newest_base_backup(catalog, entry.database)
+    if not has_dumps and newest is not None:
+        entry = DatabaseHealth(entry.database, "ok", [], entry.max_staleness_seconds)
+        entry.last_success_at = newest.finished_at
+        entry.last_backup_id, entry.last_size_bytes = newest.id, newest.size_bytes
+        entry.last_duration_seconds = newest.duration_seconds
+        entry.last_run_status, entry.last_run_at = newest.status, newest.started_at
+    entry.reasons += reasons
+    entry.status = max(entry.status, level, key=LEVELS.__getitem__)
+    return entry
+
+
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
     """The health of every configured or catalogued database, from each one's newest rows
     (:meth:`~pgvault.catalog.Catalog.newest_rows`: a few queries whatever the catalog's
@@ -214,19 +239,29 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    return _health(settings, _newest_rows(catalog), now or datetime.now(UTC))
+    return _health(settings, catalog, _newest_rows(catalog), now or datetime.now(UTC))
 
 
-def _health(settings: Settings, newest: Mapping[str, NewestRows], at: datetime) -> HealthReport:
+def _health(
+    settings: Settings, catalog: Catalog, newest: Mapping[str, NewestRows], at: datetime
+) -> HealthReport:
     report = HealthReport("ok", at)
     gaps = schedules.longest_gaps(settings, at)
     for name in sorted(set(settings.databases) | set(newest)):
         db = settings.databases.get(name)
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
         rows = newest[name].rows() if name in newest else []
-        staleness = max_staleness(settings, name, at, gaps)
-        report.databases.append(assess(name, rows, staleness, ratio, at))
-    report.status = max((d.status for d in report.databases), key=LEVELS.__getitem__, default="ok")
+        judged = assess(name, rows, max_staleness(settings, name, at, gaps), ratio, at)
+        if db is not None and db.pitr:
+            judged = _with_physical(settings, catalog, judged, bool(rows), at)
+        hold = prune.hold_of(settings, name, rows, at)
+        if hold is not None:
+            judged.reasons.append(f"retention held: {hold}; nothing is deleted")
+            judged.status = max(judged.status, "warning", key=LEVELS.__getitem__)
+        report.databases.append(judged)
+    report.file_sets = files_health.health(settings, catalog, at)
+    statuses = [d.status for d in report.databases] + [f.status for f in report.file_sets]
+    report.status = max(statuses, key=LEVELS.__getitem__, default="ok")
     return report
 
 
@@ -257,7 +292,7 @@ def overview(
     """
     at = now or datetime.now(UTC)
     rows = _newest_rows(catalog)
-    status = {db.database: db for db in _health(settings, rows, at).databases}
+    status = {db.database: db for db in _health(settings, catalog, rows, at).databases}
     found = []
     for name in sorted(settings.databases):
         target = databases.from_config(settings, name)
@@ -336,9 +371,11 @@ class CatalogCollector(Collector):
             if db.last_size_bytes is not None:
                 size.add_metric([db.database], db.last_size_bytes)
         yield from (success, duration, size, status)
+        yield from physical.metric_families(self.settings, self.catalog)
         yield self._backups_total()
         yield self._restores_total()
         yield self._deletions_total()
+        yield from files_health.metric_families(self.settings, self.catalog)
         up = self.scheduler_up if self.scheduler_up is not None else _scheduler_running
         yield GaugeMetricFamily(
             "pgvault_scheduler_up", "1 when a scheduler runs in this process.", value=int(up)

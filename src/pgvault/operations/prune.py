@@ -1,31 +1,53 @@
-"""Applying retention: decide with :mod:`~pgvault.operations.retention`, then delete safely.
+"""Applying retention: plan with :mod:`~pgvault.operations.retention_copies`, then delete
+safely, one copy at a time.
 
-A deletion removes, in this order: the stored object, its globals and its manifest on the
-primary target, then the same pieces on every copy (each copy row marked ``deleted``), and
-only then marks the backup row ``deleted`` (kept for history, labelled
-``deleted_by=retention``). A crash midway leaves a ``completed`` row that the next run deletes
-again (deleting a missing object is not an error); a storage error stops that backup's
-deletion and leaves its row as it was.
+For each database, under the lock ``prune:<database>``: the rows and copies come from
+:func:`pgvault.catalog.retention.history`; a first plan names the copies to delete; the
+retain-until date of each of those objects is read (S3 Object Lock) and the final plan
+keeps the locked ones, so no delete is tried on them. Then each copy is deleted with
+:func:`pgvault.backups.copies.delete_copy` (its other copies are untouched; the row is
+marked ``deleted``, labelled ``deleted_by=retention``, with its last copy). A storage error
+stops that copy's deletion only and is reported in its item.
+
+While retention is held (the newest backup attempt failed, or no completed backup within
+the policy's shortest period) nothing is deleted; the hold is recorded in the catalog and
+notified once (``retention_held``) until it lifts. ``force`` (``pgvault prune --force``)
+overrides the hold, never ``minimum_redundancy`` nor a lock, and is written to the audit log.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from pgvault import storage
+from pgvault import backups, notify, storage
 from pgvault.backups import copies
-from pgvault.catalog import Catalog, locks
+from pgvault.catalog import Catalog, audit, locks
+from pgvault.catalog import retention as rows
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
 from pgvault.config.settings import Settings
-from pgvault.errors import PgvaultError
-from pgvault.operations import retention
+from pgvault.errors import PgvaultError, Refused
+from pgvault.operations import retention, retention_copies
+from pgvault.operations.retention_copies import LEGAL_HOLD, Plan
+from pgvault.storage import Storage
 
 log = logging.getLogger(__name__)
 
-DELETED_BY_LABEL = "deleted_by"
+DELETED_BY_LABEL = copies.DELETED_BY_LABEL
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    """One copy's outcome: ``target`` (storage target name or URL), the decision and why,
+    whether it was deleted, and the one-line error when its deletion failed."""
+
+    target: str
+    keep: bool
+    reasons: tuple[str, ...]
+    deleted: bool = False
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,9 +56,12 @@ class PruneItem:
 
     Attributes:
         database, backup_id, status, trigger, started_at (UTC), size_bytes: from the row.
-        keep: the decision; ``reasons`` says which rule.
-        deleted: the deletion was carried out (False in a dry run or on error).
-        error: why the deletion failed (one line), else None.
+        keep: the row stays (some copy is kept); ``reasons`` says which rule.
+        deleted: the row was marked deleted (False in a dry run or on error).
+        error: why a deletion failed (one line), else None.
+        copies: each stored copy's outcome, primary first (completed backups).
+        protected: one of the ``minimum_redundancy`` newest completed backups.
+        held: why retention of the database is held (nothing deleted), else None.
     """
 
     database: str
@@ -49,6 +74,9 @@ class PruneItem:
     reasons: tuple[str, ...]
     deleted: bool = False
     error: str | None = None
+    copies: tuple[CopyItem, ...] = field(default=())
+    protected: bool = False
+    held: str | None = None
 
 
 def policies(
@@ -62,6 +90,26 @@ def policies(
     return db.retention, own
 
 
+def hold_of(
+    settings: Settings, database: str, history: list[BackupRecord], now: datetime
+) -> str | None:
+    """Why the configured retention of ``database`` is held at ``now`` (for health), or
+    None: not held, or no retention rule at all (then nothing completed is deleted anyway).
+
+    Args:
+        history: the database's recent rows (any order).
+    """
+    if not _ruled(settings, database):
+        return None
+    policy, own = policies(settings, database)
+    return retention.hold_reason(history, [policy or RetentionSettings(), *own.values()], now)
+
+
+def _ruled(settings: Settings, database: str) -> bool:
+    policy, own = policies(settings, database)
+    return any(p.has_rules() for p in [policy or RetentionSettings(), *own.values()])
+
+
 def plan(
     settings: Settings,
     catalog: Catalog,
@@ -69,23 +117,61 @@ def plan(
     *,
     keep_last: int | None = None,
     now: datetime | None = None,
-) -> list[tuple[BackupRecord, retention.Decision]]:
-    """The decisions for one database's rows, newest first (no change made).
+    force: bool = False,
+) -> tuple[Plan, dict[str, BackupRecord], dict[tuple[str, str], str]]:
+    """The plan for one database (no change made), with the Object Lock of each copy to be
+    deleted read from its target.
 
     Args:
         keep_last: replace the configured policies by "keep the last N" (ad hoc).
         now: the current time (default: now, UTC).
+        force: override the hold.
+
+    Returns:
+        ``(plan, {backup id: row}, {(backup id, target): error})``, the errors being the
+        copies whose lock could not be read (they are not deleted).
+
+    Raises:
+        ConfigError: a policy's time zone is unknown.
+        CatalogError: the catalog cannot be read.
     """
-    history = catalog.list_backups(database=database, include_deleted=False)
-    if keep_last is not None:
-        decisions = retention.decide_database(
-            history, retention.with_keep_last(keep_last), {}, now or datetime.now(UTC)
+    at = now or datetime.now(UTC)
+    history = rows.history(catalog, database)
+    policy, own = policies(settings, database)
+    by_id = {r.id: r for r in history.backups}
+
+    def decide(locked: retention_copies.Locks | None) -> Plan:
+        return retention_copies.plan(
+            database, history, policy, own, at, keep_last=keep_last, locks=locked, force=force
         )
-    else:
-        policy, own = policies(settings, database)
-        decisions = retention.decide_database(history, policy, own, now or datetime.now(UTC))
-    by_id = {r.id: r for r in history}
-    return [(by_id[d.backup_id], d) for d in decisions]
+
+    first = decide(None)
+    if first.held or not first.deletions():
+        return first, by_id, {}
+    found, errors = _read_locks(settings, by_id, first.deletions())
+    return decide(found), by_id, errors
+
+
+def _read_locks(
+    settings: Settings, by_id: dict[str, BackupRecord], wanted: list[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], str]]:
+    """The retain-until date of each ``(backup id, target)`` object under a lock."""
+    stores: dict[str, Storage] = {}
+    found: dict[tuple[str, str], datetime] = {}
+    errors: dict[tuple[str, str], str] = {}
+    for backup_id, target in wanted:
+        try:
+            if target not in stores:
+                stores[target] = storage.resolve(settings, target)
+            info = stores[target].stat(by_id[backup_id].storage_key)
+        except PgvaultError as exc:
+            errors[(backup_id, target)] = f"lock state unreadable: {exc}"
+            continue
+        if info is not None and info.legal_hold:
+            found[(backup_id, target)] = LEGAL_HOLD
+        elif info is not None and info.retain_until is not None:
+            found[(backup_id, target)] = info.retain_until
+    return found, errors
 
 
 def apply(
@@ -96,17 +182,22 @@ def apply(
     dry_run: bool = False,
     keep_last: int | None = None,
     now: datetime | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    actor: str | None = None,
 ) -> list[PruneItem]:
     """Apply retention to one database or (None) every configured or catalogued one.
 
     Each database is pruned under the lock ``prune:<database>``; a database whose prune is
-    already running elsewhere is skipped (logged). Nothing raises for one backup's storage
+    already running elsewhere is skipped (logged). Nothing raises for one copy's storage
     error: it is reported in its item's ``error`` and the others go on.
 
     Args:
-        dry_run: decide and report only.
+        dry_run: decide and report only (no hold is recorded, nothing notified).
         keep_last: ad-hoc "keep the last N" instead of the configured policies.
         now: the current time (default: now, UTC).
+        force: delete even while retention is held (the CLI's ``--force``); recorded in the
+            audit log with ``reason`` and ``actor``.
 
     Returns:
         One item per non-deleted row considered, per database newest first.
@@ -128,8 +219,18 @@ def apply(
             if not got:
                 log.info("retention of %s is already being applied elsewhere: skipped", name)
                 continue
-            for record, decision in plan(settings, catalog, name, keep_last=keep_last, now=now):
-                items.append(_carry_out(settings, catalog, record, decision, dry_run))
+            found, by_id, errors = plan(
+                settings, catalog, name, keep_last=keep_last, now=now, force=force
+            )
+            if not dry_run:
+                _record_hold(settings, catalog, found, now or datetime.now(UTC))
+            done = [
+                _carry_out(settings, catalog, by_id[d.backup_id], d, found, errors, dry_run)
+                for d in found.decisions
+            ]
+            if found.forced and not dry_run:
+                _audit_force(catalog, found, done, reason, actor)
+            items += done
     return items
 
 
@@ -138,6 +239,8 @@ def _carry_out(
     catalog: Catalog,
     record: BackupRecord,
     decision: retention.Decision,
+    found: Plan,
+    errors: dict[tuple[str, str], str],
     dry_run: bool,
 ) -> PruneItem:
     item = PruneItem(
@@ -149,44 +252,154 @@ def _carry_out(
         size_bytes=record.size_bytes,
         keep=decision.keep,
         reasons=decision.reasons,
+        copies=tuple(
+            CopyItem(c.target, c.keep, c.reasons, error=errors.get((record.id, c.target)))
+            for c in decision.copies
+        ),
+        protected=record.id in found.protected,
+        held=found.hold if found.held else None,
     )
-    if decision.keep or dry_run:
-        return item
-    try:
-        delete_everywhere(settings, catalog, record)
-    except PgvaultError as exc:
-        log.warning("retention could not delete backup %s: %s", record.id, exc)
-        return replace(item, error=str(exc))
+    if dry_run or (decision.keep and all(c.keep for c in decision.copies)):
+        unread = [f"{c.target}: {c.error}" for c in item.copies if c.error]
+        return replace(item, error="; ".join(unread) or None)
+    if not decision.copies:
+        return _delete_row(settings, catalog, record, item)
+    outcomes = list(item.copies)
+    drops = [c.target for c in decision.copies if not c.keep]
+    ordered = [t for t in drops if t != record.storage] + [t for t in drops if t == record.storage]
+    row_gone = False
+    for target in ordered:
+        index = next(i for i, c in enumerate(outcomes) if c.target == target)
+        error = errors.get((record.id, target))
+        if error is None:
+            try:
+                row_gone = copies.delete_copy(settings, catalog, record, target, by="retention")
+            except PgvaultError as exc:
+                error = str(exc)
+        if error is not None:
+            log.warning("retention could not delete backup %s on %s: %s", record.id, target, error)
+        outcomes[index] = replace(outcomes[index], deleted=error is None, error=error)
+    failed = [c for c in outcomes if c.error]
     log.info(
-        "retention deleted backup %s of %s (%s)",
+        "retention deleted %s of backup %s of %s (%s)",
+        "the row and every copy" if row_gone else f"{len(drops) - len(failed)} copy(ies)",
         record.id,
         record.database,
         "; ".join(decision.reasons),
     )
+    return replace(
+        item,
+        deleted=row_gone,
+        copies=tuple(outcomes),
+        error="; ".join(f"{c.target}: {c.error}" for c in failed) or None,
+    )
+
+
+def _delete_row(
+    settings: Settings, catalog: Catalog, record: BackupRecord, item: PruneItem
+) -> PruneItem:
+    """Delete a failed or interrupted row: whatever its writer left, then the row."""
+    try:
+        if record.storage and record.storage_key:
+            store = storage.resolve(settings, record.storage)
+            for key in copies.stored_keys(record):
+                store.discard_partial(key)
+                store.delete(key)
+        record.status = "deleted"
+        record.labels = {**record.labels, DELETED_BY_LABEL: "retention"}
+        catalog.save_backup(record)
+    except PgvaultError as exc:
+        log.warning("retention could not delete backup %s: %s", record.id, exc)
+        return replace(item, error=str(exc))
+    log.info("retention deleted %s backup %s of %s", record.status, record.id, record.database)
     return replace(item, deleted=True)
 
 
-def delete_everywhere(settings: Settings, catalog: Catalog, record: BackupRecord) -> None:
-    """Delete a backup's pieces on its primary target and every copy, then mark its row
-    ``deleted`` (in that order).
+def _record_hold(settings: Settings, catalog: Catalog, found: Plan, now: datetime) -> None:
+    """Keep the catalog's hold marker in step and notify ``retention_held`` once per hold.
+
+    Only databases with retention rules are told about (without rules nothing completed
+    would be deleted anyway).
+    """
+    if found.hold is None or not _ruled(settings, found.database):
+        if rows.clear_hold(catalog, found.database):
+            log.info("retention of %s resumes", found.database)
+        return
+    hold = rows.get_hold(catalog, found.database) or rows.HoldRecord(
+        database=found.database, reason=found.hold, since=now
+    )
+    log.warning("retention of %s is held: %s", found.database, found.hold)
+    if hold.notified_at is None:
+        notify.notify(
+            settings,
+            "retention_held",
+            found.database,
+            detail=f"nothing is deleted while {found.hold}; "
+            f"the {found.minimum_redundancy} newest completed backups are kept in any case",
+        )
+        hold = hold.model_copy(update={"notified_at": now})
+    rows.save_hold(catalog, hold.model_copy(update={"reason": found.hold}))
+
+
+def _audit_force(
+    catalog: Catalog,
+    found: Plan,
+    done: list[PruneItem],
+    reason: str | None,
+    actor: str | None,
+) -> None:
+    deleted = sum(1 for i in done for c in i.copies if c.deleted) + sum(
+        1 for i in done if i.deleted and not i.copies
+    )
+    audit.record(
+        catalog,
+        actor=actor,
+        action="retention force",
+        target=f"database={found.database}",
+        detail=f"hold overridden ({found.hold}); reason: {reason or 'none given'}; "
+        f"{deleted} deletion(s)",
+    )
+
+
+def delete_backup(
+    settings: Settings,
+    catalog: Catalog,
+    backup_id: str,
+    *,
+    force: bool = False,
+    actor: str | None = None,
+) -> BackupRecord:
+    """Delete one backup by id (``pgvault delete``, ``DELETE /backups/{id}``), unless it is
+    one of its database's ``minimum_redundancy`` newest completed backups (as Barman's
+    ``delete`` refuses to go below ``minimum_redundancy``).
+
+    Args:
+        force: delete it anyway (``pgvault delete --force``; the API never does); written
+            to the audit log with ``actor``.
 
     Raises:
-        StorageError: a target failed; the row (and the copies not yet done) are unchanged.
-        ConfigError: a target name is no longer configured.
+        NotFound: unknown id.
+        Refused: the backup is protected by ``minimum_redundancy`` and ``force`` is False.
     """
-    if record.storage and record.storage_key:
-        store = storage.resolve(settings, record.storage)
-        for key in copies.stored_keys(record):
-            store.discard_partial(key)
-            store.delete(key)
-    for copy in catalog.copies_of([record.id]).get(record.id, []):
-        if copy.status == "deleted":
-            continue
-        target = storage.resolve(settings, copy.storage)
-        for key in copies.stored_keys(record):
-            target.delete(key)
-        copy.status = "deleted"
-        catalog.save_copy(copy)
-    record.status = "deleted"
-    record.labels = {**record.labels, DELETED_BY_LABEL: "retention"}
-    catalog.save_backup(record)
+    record = catalog.get_backup(backup_id)
+    reason = None
+    if record.status == "completed":
+        policy, own = policies(settings, record.database)
+        floor = retention.protected(rows.history(catalog, record.database).backups, policy, own)
+        reason = floor.get(record.id)
+    if reason is not None and not force:
+        raise Refused(
+            f"backup {record.id} is one of the newest completed backups of "
+            f"{record.database} ({reason}): lower minimum_redundancy in the retention of "
+            f"databases.{record.database}, or use pgvault delete --force"
+        )
+    deleted = backups.delete(settings, catalog, backup_id)
+    if reason is not None:
+        audit.record(
+            catalog,
+            actor=actor,
+            action="delete --force",
+            target=f"backup={record.id}",
+            detail=f"deleted despite {reason} of {record.database}",
+        )
+    return deleted

@@ -2,7 +2,9 @@
 
 :func:`decide` answers, for one scope (a database's backups, or one schedule's), which rows
 to keep and why; :func:`decide_database` splits a database's history into its scopes and
-adds the database-wide safety rules. :mod:`pgvault.operations.prune` applies the answer.
+adds the database-wide floor; :func:`hold_reason` says when retention must delete nothing.
+:mod:`pgvault.operations.retention_copies` turns that into decisions per stored copy and
+:mod:`pgvault.operations.prune` applies them.
 
 Rules of a :class:`~pgvault.config.operations.RetentionSettings` policy, combined by union (a
 completed backup is kept if *any* rule keeps it):
@@ -17,8 +19,12 @@ completed backup is kept if *any* rule keeps it):
 Safety rules, whatever the policy says:
 
 * with no rule set, nothing completed is deleted;
-* the newest completed backup of a database is never deleted (so a deletion always has a
-  completed successor);
+* ``minimum_redundancy`` (Barman's name; default 3): the N newest completed backups of the
+  database (N from the database's policy) and of each scope (N from the scope's policy) are
+  never deleted, so a deletion always has completed successors;
+* the hold (:func:`hold_reason`): while the newest backup attempt failed, or no completed
+  backup is newer than the shortest period of the policies, nothing is deleted at all
+  (pgbackweb #121: a policy that kept deleting while backups failed until none was left);
 * ``running`` rows are never touched; ``deleted`` rows are ignored;
 * ``pinned`` and ``pre-restore`` backups are exempt unless the policy includes them;
 * ``failed`` and ``interrupted`` rows are deleted once older than ``failed_max_age_days``.
@@ -29,9 +35,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
 from pgvault.errors import ConfigError
 
@@ -39,6 +45,26 @@ SCHEDULE_LABEL = "schedule"
 """Label carrying the name of the schedule that made a backup."""
 
 Period = Callable[[datetime], tuple[int, ...]]
+
+
+class Retained(Protocol):
+    """What retention reads of a row: a database backup or a file snapshot."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def trigger(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def pinned(self) -> bool: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+
+R = TypeVar("R", bound=Retained)
 
 PERIODS: dict[str, Period] = {
     "daily": lambda t: (t.year, t.month, t.day),
@@ -49,35 +75,52 @@ PERIODS: dict[str, Period] = {
 """GFS period keys of a local time: ISO weeks start on Monday."""
 
 
+FLOOR = "minimum_redundancy"
+"""The reason of every row kept by a ``minimum_redundancy`` floor starts with this."""
+
+HOLD_GRACE = 1.1
+"""Factor on the shortest period before a missing completed backup holds retention (a
+backup of the period may still be running), as the freshness check allows 10 %."""
+
+
+@dataclass(frozen=True)
+class CopyDecision:
+    """What happens to a completed backup's copy on one storage target.
+
+    Attributes:
+        target: the storage target's name (or URL) holding the copy.
+        keep: False when the copy is to be deleted.
+        reasons: why, as in :class:`Decision`.
+    """
+
+    target: str
+    keep: bool
+    reasons: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Decision:
     """What happens to one backup row.
 
     Attributes:
         backup_id: the row's id.
-        keep: False when the row is to be deleted.
+        keep: False when the row is to be deleted (for a completed backup: every copy).
         reasons: why, e.g. ``("keep_last 3",)``, ``("daily 2024-05-01",)``,
-            ``("no rule keeps it: keep_last 3, daily 7",)``, ``("failed, older than 7 days",)``.
+            ``("minimum_redundancy 3",)``, ``("no rule keeps it (keep_last 3, daily 7)",)``,
+            ``("failed, older than 7 days",)``.
+        copies: for a completed backup, one decision per stored copy, primary first (empty
+            when only the row was decided, as :func:`decide` does).
     """
 
     backup_id: str
     keep: bool
     reasons: tuple[str, ...]
+    copies: tuple[CopyDecision, ...] = ()
 
 
 def has_rules(policy: RetentionSettings) -> bool:
     """Whether ``policy`` sets any rule that keeps completed backups."""
-    return any(
-        value is not None
-        for value in (
-            policy.keep_last,
-            policy.max_age_days,
-            policy.keep_daily,
-            policy.keep_weekly,
-            policy.keep_monthly,
-            policy.keep_yearly,
-        )
-    )
+    return policy.has_rules()
 
 
 def describe(policy: RetentionSettings) -> str:
@@ -110,11 +153,11 @@ def zone(name: str | None) -> tzinfo:
         ) from exc
 
 
-def _newest_first(rows: Iterable[BackupRecord]) -> list[BackupRecord]:
+def _newest_first(rows: Iterable[R]) -> list[R]:
     return sorted(rows, key=lambda r: (r.started_at, r.id), reverse=True)
 
 
-def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
+def _exemption(record: Retained, policy: RetentionSettings) -> str | None:
     if record.pinned and not policy.include_pinned:
         return "pinned"
     if record.trigger == "pre-restore" and not policy.include_pre_restore:
@@ -123,7 +166,7 @@ def _exemption(record: BackupRecord, policy: RetentionSettings) -> str | None:
 
 
 def gfs_keep(
-    completed: Sequence[BackupRecord], period: Period, count: int, tz: tzinfo
+    completed: Sequence[Retained], period: Period, count: int, tz: tzinfo
 ) -> dict[str, str]:
     """The newest backup of each of the ``count`` most recent periods that have one.
 
@@ -149,8 +192,17 @@ def gfs_keep(
     return kept
 
 
+def newest_completed(rows: Iterable[R], count: int) -> list[R]:
+    """The ``count`` newest completed rows of ``rows``, newest first."""
+    return _newest_first(r for r in rows if r.status == "completed")[:count]
+
+
 def decide(
-    history: Sequence[BackupRecord], policy: RetentionSettings, now: datetime
+    history: Sequence[Retained],
+    policy: RetentionSettings,
+    now: datetime,
+    *,
+    floor: int | None = None,
 ) -> list[Decision]:
     """Decide the fate of every row of one scope under ``policy``.
 
@@ -158,11 +210,12 @@ def decide(
         history: the scope's rows (any order; ``deleted`` ones are skipped).
         policy: the rules (see the module docstring).
         now: the current time (aware; UTC or any zone).
+        floor: how many of the newest completed rows are always kept (default the
+            policy's ``minimum_redundancy``; 0 for a target's copies without a floor).
 
     Returns:
-        One :class:`Decision` per non-deleted row, newest first. This function does not
-        protect the database's newest completed backup across scopes: use
-        :func:`decide_database` for that.
+        One :class:`Decision` per non-deleted row, newest first. The database-wide floor
+        across scopes is :func:`decide_database`'s.
 
     Raises:
         ConfigError: the policy's time zone is unknown.
@@ -173,8 +226,9 @@ def decide(
     exempt = {r.id: e for r in rows if (e := _exemption(r, policy)) is not None}
     completed = [r for r in rows if r.status == "completed"]
     pool = [r for r in completed if r.id not in exempt]
-    if completed:
-        reasons[completed[0].id].append("newest completed")
+    keep_floor = policy.minimum_redundancy if floor is None else floor
+    for record in completed[:keep_floor]:
+        reasons[record.id].append(f"{FLOOR} {keep_floor}")
     if policy.keep_last is not None:
         for record in pool[: policy.keep_last]:
             reasons[record.id].append(f"keep_last {policy.keep_last}")
@@ -188,37 +242,74 @@ def decide(
         if count is not None:
             for backup_id, label in gfs_keep(pool, period, count, tz).items():
                 reasons[backup_id].append(f"{name} {label}")
-    decisions = []
-    for record in rows:
-        why = reasons[record.id]
-        if record.id in exempt:
-            why.insert(0, exempt[record.id])
-        if record.status == "running":
-            why.append("running")
-        elif record.status in ("failed", "interrupted"):
-            limit = policy.failed_max_age_days
-            if limit is None:
-                why.append(f"{record.status}, failed_max_age_days unset")
-            elif record.started_at > now - timedelta(days=limit):
-                why.append(f"{record.status}, younger than {limit:g} days")
-            else:
-                decisions.append(
-                    Decision(record.id, False, (f"{record.status}, older than {limit:g} days",))
-                )
-                continue
-        elif not why and not has_rules(policy):
-            why.append("no retention policy")
-        if why:
-            decisions.append(Decision(record.id, True, tuple(why)))
+    return [
+        _judge(record, reasons[record.id], exempt.get(record.id), policy, now) for record in rows
+    ]
+
+
+def _judge(
+    record: Retained,
+    why: list[str],
+    exemption: str | None,
+    policy: RetentionSettings,
+    now: datetime,
+) -> Decision:
+    """One row's decision from the reasons the rules gave it."""
+    if exemption is not None:
+        why.insert(0, exemption)
+    if record.status == "running":
+        why.append("running")
+    elif record.status in ("failed", "interrupted"):
+        limit = policy.failed_max_age_days
+        if limit is None:
+            why.append(f"{record.status}, failed_max_age_days unset")
+        elif record.started_at > now - timedelta(days=limit):
+            why.append(f"{record.status}, younger than {limit:g} days")
         else:
-            decisions.append(
-                Decision(record.id, False, (f"no rule keeps it ({describe(policy)})",))
-            )
-    return decisions
+            return Decision(record.id, False, (f"{record.status}, older than {limit:g} days",))
+    elif not why and not has_rules(policy):
+        why.append("no retention policy")
+    if why:
+        return Decision(record.id, True, tuple(why))
+    return Decision(record.id, False, (f"no rule keeps it ({describe(policy)})",))
+
+
+def scopes(
+    history: Sequence[R], schedule_policies: Mapping[str, RetentionSettings]
+) -> dict[str | None, list[R]]:
+    """The rows of each scope: ``schedule=S`` rows with S in ``schedule_policies`` under
+    ``S``, every other row under None (the database's policy)."""
+    found: dict[str | None, list[R]] = {}
+    for record in history:
+        label = record.labels.get(SCHEDULE_LABEL)
+        found.setdefault(label if label in schedule_policies else None, []).append(record)
+    return found
+
+
+def protected(
+    history: Sequence[Retained],
+    policy: RetentionSettings | None,
+    schedule_policies: Mapping[str, RetentionSettings] | None = None,
+) -> dict[str, str]:
+    """The rows no rule, schedule or API call may delete: ``{backup id: reason}``.
+
+    The database's ``minimum_redundancy`` newest completed backups (whatever their scope),
+    and each schedule scope's own ``minimum_redundancy`` newest.
+    """
+    own = dict(schedule_policies or {})
+    base = policy or RetentionSettings()
+    found: dict[str, str] = {}
+    for scope, rows in scopes(history, own).items():
+        floor = own[scope].minimum_redundancy if scope is not None else base.minimum_redundancy
+        for record in newest_completed(rows, floor):
+            found[record.id] = f"{FLOOR} {floor}"
+    for record in newest_completed(history, base.minimum_redundancy):
+        found[record.id] = f"{FLOOR} {base.minimum_redundancy} of the database"
+    return found
 
 
 def decide_database(
-    history: Sequence[BackupRecord],
+    history: Sequence[Retained],
     policy: RetentionSettings | None,
     schedule_policies: Mapping[str, RetentionSettings] | None = None,
     now: datetime | None = None,
@@ -227,8 +318,8 @@ def decide_database(
 
     Rows labelled ``schedule=S`` with ``S`` in ``schedule_policies`` form the scope of that
     policy; every other row falls under ``policy`` (None: keep every completed row, still
-    clean failed ones after 7 days). The newest completed row of the whole database is kept
-    whatever its scope decided.
+    clean failed ones after 7 days). The database policy's ``minimum_redundancy`` newest
+    completed rows of the whole database are kept whatever their scope decided.
 
     Args:
         history: all rows of one database (any order).
@@ -238,29 +329,70 @@ def decide_database(
 
     Returns:
         One :class:`Decision` per non-deleted row, newest first.
+
+    Raises:
+        ValueError: ``now`` is missing.
+        ConfigError: a policy's time zone is unknown.
     """
     if now is None:
         raise ValueError("now is required")
     own = dict(schedule_policies or {})
-    scopes: dict[str | None, list[BackupRecord]] = {}
-    for record in history:
-        label = record.labels.get(SCHEDULE_LABEL)
-        scopes.setdefault(label if label in own else None, []).append(record)
     decisions: list[Decision] = []
-    for scope, rows in scopes.items():
+    for scope, rows in scopes(history, own).items():
         chosen = own[scope] if scope is not None else (policy or RetentionSettings())
         decisions += decide(rows, chosen, now)
-    completed = _newest_first(r for r in history if r.status == "completed")
-    newest = completed[0].id if completed else None
+    floor = protected(history, policy, own)
     by_id = {r.id: r for r in history}
     final = []
     for decision in decisions:
-        if decision.backup_id == newest and not decision.keep:
-            decision = Decision(newest, True, ("newest completed of the database",))
+        reason = floor.get(decision.backup_id)
+        if reason is not None and not decision.keep:
+            decision = Decision(decision.backup_id, True, (reason,))
+        elif reason is not None and not any(r.startswith(FLOOR) for r in decision.reasons):
+            decision = Decision(decision.backup_id, True, (*decision.reasons, reason))
         final.append(decision)
     return sorted(final, key=lambda d: (by_id[d.backup_id].started_at, d.backup_id), reverse=True)
 
 
-def with_keep_last(keep_last: int) -> RetentionSettings:
-    """An ad-hoc policy "keep the last N" (the API's ``keep_last`` parameter)."""
-    return RetentionSettings(keep_last=keep_last)
+def hold_reason(
+    history: Sequence[Retained], policies: Iterable[RetentionSettings], now: datetime
+) -> str | None:
+    """Why retention must delete nothing for this database now, or None.
+
+    Held while the newest backup attempt that ended (completed, failed or interrupted)
+    did not complete, or while no completed backup started within the shortest period of
+    ``policies`` (:meth:`~pgvault.config.operations.RetentionSettings.shortest_period_days`,
+    times :data:`HOLD_GRACE`): the rules would otherwise go on deleting while backups fail.
+
+    Args:
+        history: the database's rows (any order).
+        policies: the policies in force (the database's and its schedules').
+        now: the current time (aware).
+    """
+    rows = _newest_first(history)
+    ended = [r for r in rows if r.status in ("completed", "failed", "interrupted")]
+    if ended and ended[0].status != "completed":
+        newest = ended[0]
+        return (
+            f"the newest backup attempt {newest.id} "
+            f"({newest.started_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) {newest.status}"
+        )
+    periods = [p for policy in policies if (p := policy.shortest_period_days()) is not None]
+    if not periods:
+        return None
+    period = min(periods)
+    completed = [r for r in ended if r.status == "completed"]
+    if not completed or completed[0].started_at <= now - timedelta(days=period * HOLD_GRACE):
+        return f"no completed backup in the last {period:g} days (the policy's shortest period)"
+    return None
+
+
+def with_keep_last(keep_last: int, base: RetentionSettings | None = None) -> RetentionSettings:
+    """An ad-hoc policy "keep the last N" (the API's ``keep_last`` parameter), keeping the
+    ``minimum_redundancy`` and failed-row cleanup of ``base`` (the configured policy)."""
+    base = base or RetentionSettings()
+    return RetentionSettings(
+        keep_last=keep_last,
+        minimum_redundancy=base.minimum_redundancy,
+        failed_max_age_days=base.failed_max_age_days,
+    )

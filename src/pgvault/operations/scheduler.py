@@ -44,7 +44,11 @@ from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
 from pgvault.errors import BackupError, Busy, Cancelled, PgvaultError
+from pgvault.files import notices
+from pgvault.operations import file_retention as files_retention
+from pgvault.operations import file_schedules as files_schedules
 from pgvault.operations import monitoring, prune, verify
+from pgvault.operations import physical_schedules as scheduled
 from pgvault.operations.retention import SCHEDULE_LABEL
 from pgvault.operations.schedules import Schedule, configured, latest_fire_time
 from pgvault.postgres import conninfo
@@ -78,6 +82,8 @@ class Scheduler:
         self._idle = threading.Condition()
         self._stopping = False
         self._health: dict[str, monitoring.Status] = {}
+        self._stop_streams = threading.Event()
+        self._streams: list[threading.Thread] = []
         options = settings.scheduler
         self._aps = BackgroundScheduler(
             timezone=UTC,
@@ -105,16 +111,18 @@ class Scheduler:
             name="freshness",
         )
         self._aps.start()
+        self._streams = scheduled.start_streams(self.settings, self.catalog, self._stop_streams)
         monitoring.set_scheduler_running(True)
         now = datetime.now(UTC)
         for s in self.schedules:
-            if s.enabled and s.kind == "backup":
+            if s.enabled and s.kind in ("backup", "files"):
                 missed = latest_fire_time(
                     s.trigger, now, self.settings.scheduler.misfire_grace_seconds
                 )
-                if missed is not None and self._slot_row(s, slot_text(missed)) is None:
+                if missed is not None and not self._slot_taken(s, slot_text(missed)):
                     log.info("catching up the missed run %s of %s", slot_text(missed), s.job_id)
-                    self._aps.add_job(self.run_backup, args=[s, missed], id=f"catchup:{s.job_id}")
+                    job = self.run_backup if s.kind == "backup" else self.run_files
+                    self._aps.add_job(job, args=[s, missed], id=f"catchup:{s.job_id}")
         log.info("scheduler started with %d job(s)", len(self._aps.get_jobs()))
 
     @property
@@ -131,6 +139,7 @@ class Scheduler:
             else (grace_seconds)
         )
         self._stopping = True
+        self._stop_streams.set()
         if self._aps.running:
             self._aps.shutdown(wait=False)
         if not self._wait_idle(grace):
@@ -138,6 +147,8 @@ class Scheduler:
             self.cancel.set()
             if not self._wait_idle(STOP_AFTER_CANCEL_SECONDS):
                 log.error("%d job(s) still running after being cancelled", self._active)
+        for thread in self._streams:
+            thread.join(STOP_AFTER_CANCEL_SECONDS)
         monitoring.set_scheduler_running(False)
         log.info("scheduler stopped")
 
@@ -165,6 +176,8 @@ class Scheduler:
             return lambda: self.run_backup(s)
         if s.kind == "verify":
             return lambda: self.run_verify(s)
+        if s.kind == "files":
+            return lambda: self.run_files(s)
         return lambda: self.run_prune(None)
 
     # --- jobs ----------------------------------------------------------------------------
@@ -177,6 +190,35 @@ class Scheduler:
             if row.labels.get(SCHEDULE_LABEL) == s.name and row.labels.get(SLOT_LABEL) == slot:
                 return row
         return None
+
+    def _slot_taken(self, s: Schedule, slot: str) -> bool:
+        if s.kind == "files":
+            assert s.database is not None
+            labels = {SCHEDULE_LABEL: s.name, SLOT_LABEL: slot}
+            return files_schedules.slot_snapshot(self.catalog, s.database, labels) is not None
+        return self._slot_row(s, slot) is not None
+
+    def run_files(self, s: Schedule, slot: datetime | None = None) -> object:
+        """Run file set schedule ``s``'s snapshot for ``slot`` (default: its newest fire
+        time) unless another run has it, then the set's retention. Never raises."""
+        assert s.database is not None
+        now = datetime.now(UTC)
+        grace = self.settings.scheduler.misfire_grace_seconds
+        label = slot_text(slot or latest_fire_time(s.trigger, now, grace) or now)
+        with self._tracked() as go:
+            if not go:
+                return None
+            with locks.exclusive(self.settings, self.catalog, f"scheduled:{s.job_id}") as got:
+                if not got or self._slot_taken(s, label):
+                    log.info("%s for %s skipped: running or done elsewhere", s.job_id, label)
+                    return None
+                labels = {SCHEDULE_LABEL: s.name, SLOT_LABEL: label}
+                record = files_schedules.run(
+                    self.settings, self.catalog, s.database, labels, self.cancel
+                )
+        if record is not None:
+            files_retention.apply(self.settings, self.catalog, file_set=s.database)
+        return record
 
     def run_backup(self, s: Schedule, slot: datetime | None = None) -> BackupRecord | None:
         """Run schedule ``s``'s backup for ``slot`` (default: its newest fire time) unless
@@ -199,6 +241,11 @@ class Scheduler:
                         label,
                     )
                     return None
+                if self._physical(s):
+                    scheduled.run_backup(
+                        self.settings, self.catalog, s.database, s.name, label, self.cancel
+                    )
+                    return None
                 if self._slot_row(s, label) is not None:
                     log.info("%s for %s already ran (another instance)", s.job_id, label)
                     return None
@@ -206,6 +253,10 @@ class Scheduler:
         if record is not None:
             self.run_prune(s.database)
         return record
+
+    def _physical(self, s: Schedule) -> bool:
+        assert s.database is not None
+        return self.settings.databases[s.database].schedules[s.name].physical
 
     def _backup(self, s: Schedule, label: str) -> BackupRecord | None:
         assert s.database is not None
@@ -338,8 +389,11 @@ class Scheduler:
 
     def run_prune(self, database: str | None = None) -> list[prune.PruneItem]:
         """Apply retention to ``database`` (None: every one). Never raises."""
+        scheduled.prune(self.settings, self.catalog, database)
         try:
             items = prune.apply(self.settings, self.catalog, database=database)
+            if database is None:
+                files_retention.apply(self.settings, self.catalog)
         except PgvaultError as exc:
             log.error("retention of %s failed: %s", database or "every database", exc)
             return []
@@ -356,6 +410,13 @@ class Scheduler:
         except PgvaultError as exc:
             log.error("freshness check failed: %s", exc)
             return
+        for fs in report.file_sets:
+            before = self._health.get(f"files:{fs.file_set}")
+            self._health[f"files:{fs.file_set}"] = fs.status
+            if fs.status != "ok" and before in (None, "ok"):
+                notices.tell(
+                    self.settings, "freshness_lost", fs.file_set, detail="; ".join(fs.reasons)
+                )
         for db in report.databases:
             before = self._health.get(db.database)
             self._health[db.database] = db.status

@@ -21,7 +21,7 @@ from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
 from pgvault.operations.retention import zone
 
-Kind = Literal["backup", "verify", "prune"]
+Kind = Literal["backup", "verify", "prune", "files"]
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 GAP_SAMPLES = 60  # fire times sampled per schedule to find its longest gap
 
@@ -31,7 +31,8 @@ class Schedule:
     """One configured job.
 
     Attributes:
-        kind: ``backup`` (a database's named schedule), ``verify`` (its restore drill) or
+        kind: ``backup`` (a database's named schedule), ``verify`` (its restore drill),
+            ``files`` (a file set's snapshot; ``database`` holds the set's name) or
             ``prune`` (the global cleanup; ``database`` None).
         name: the schedule's name (``verify``/``prune`` for those kinds).
         timezone: the IANA zone the cron is read in.
@@ -123,7 +124,8 @@ def parse_cron(expr: str, timezone: str | None) -> CronTrigger:
 
 def configured(settings: Settings) -> list[Schedule]:
     """Every configured job (enabled or not): each database's backup schedules and restore
-    drill, then the global cleanup (``scheduler.prune_cron``).
+    drill, each file set's snapshot schedules, then the global cleanup
+    (``scheduler.prune_cron``).
 
     Raises:
         ConfigError: a cron expression or zone is invalid (names the schedule).
@@ -144,6 +146,14 @@ def configured(settings: Settings) -> list[Schedule]:
             except ConfigError as exc:
                 raise ConfigError(f"databases.{database}.schedules.{name}: {exc}") from exc
             found.append(Schedule(kind, database, name, cron, tz, enabled, trigger))
+    for file_set, cfg in sorted(settings.files.items()):
+        for name, f in sorted(cfg.schedules.items()):
+            tz = f.timezone or settings.timezone
+            try:
+                trigger = parse_cron(f.cron, tz)
+            except ConfigError as exc:
+                raise ConfigError(f"files.{file_set}.schedules.{name}: {exc}") from exc
+            found.append(Schedule("files", file_set, name, f.cron, tz, f.enabled, trigger))
     if settings.scheduler.prune_cron:
         cron = settings.scheduler.prune_cron
         try:

@@ -1,36 +1,46 @@
 """Verifying backups: the stored bytes, the archive's structure, and (``--full``) a restore.
 
 Quick verification re-reads the stored object once: its size and sha256 must equal the
-catalog's, and the dump inside must parse (``pg_restore --list`` for custom and directory
-archives; the ``dump complete`` trailer for plain SQL). Full verification also restores it
-into a scratch database, compares every table's row count with those recorded at backup
-time, and drops the scratch database. The result and time are recorded in the catalog.
+catalog's, and the dump inside must be whole (:mod:`pgvault.dumps.wholeness`: a custom
+archive's TOC and every data block, a directory archive's TOC and every file it names, a
+plain dump's trailer and no psql meta-command), as an upload is checked when received.
+Full verification also restores it into a scratch database (journaled, so a crash leaves
+nothing behind: :mod:`pgvault.restores.repair`; an upload's SQL runs as a temporary role
+that owns the scratch database, never as a superuser), compares every table's row count
+with those recorded at backup time, and drops the scratch database. The result and time
+are recorded in the catalog.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, cast
 
-from pgvault import restores, storage
+import psycopg
+from psycopg import sql
+
+from pgvault import restores, runtime, storage, workdirs
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
-from pgvault.dumps import toc as archives
+from pgvault.dumps import wholeness
 from pgvault.dumps.layers import DecryptHook, HashingReader, open_layers
-from pgvault.errors import ArchiveError, PgvaultError, VerifyError
-from pgvault.postgres import server, tools
+from pgvault.errors import PgvaultError, VerifyError
+from pgvault.postgres import server
 from pgvault.postgres.conninfo import ConnInfo
+from pgvault.restores import privileges, repair
+from pgvault.restores.journal import Journal, journaled, session_tag
 from pgvault.restores.loading import LoadOptions, Source, load
 
 log = logging.getLogger(__name__)
 
-PLAIN_TRAILER = b"PostgreSQL database dump complete"
+Conn = psycopg.Connection[tuple[object, ...]]
 
 
 @dataclass
@@ -74,7 +84,7 @@ def verify(
         if full:
             if server_conn is None:
                 raise VerifyError("full verification needs a server to restore on", needs="server")
-            counts = _restore_and_count(settings, record, server_conn, decrypt, cancel)
+            counts = _restore_and_count(settings, catalog, record, server_conn, decrypt, cancel)
             detail += f"; {len(counts or {})} tables' rows match"
         result = VerifyResult(record.id, True, detail, full, counts)
     except PgvaultError as exc:
@@ -90,8 +100,7 @@ def verify(
 
 def _check_stored(settings: Settings, record: BackupRecord, decrypt: DecryptHook | None) -> str:
     store = storage.resolve(settings, record.storage)
-    pg_restore = tools.choose("pg_restore", None, settings.bin_dir).path
-    with store.open_read(record.storage_key) as raw, tempfile.TemporaryDirectory() as tmp:
+    with store.open_read(record.storage_key) as raw:
         hashing = HashingReader(raw)
         if record.encrypted and decrypt is None:
             hashing.drain()  # the sha256 is of the stored (encrypted) bytes: no key needed
@@ -99,18 +108,7 @@ def _check_stored(settings: Settings, record: BackupRecord, decrypt: DecryptHook
             return "sha256 ok (encrypted: give --identity to also parse the archive)"
         opened = open_layers(cast(IO[bytes], hashing), decrypt)
         with opened.stream as stream:
-            if opened.kind == "plain":
-                tail = b""
-                while chunk := stream.read(1024 * 1024):
-                    tail = (tail + chunk)[-4096:]
-                if PLAIN_TRAILER not in tail:
-                    raise ArchiveError(
-                        "plain dump is truncated: its 'dump complete' trailer is missing"
-                    )
-            else:
-                archives.toc_of_stored(pg_restore, stream, opened.kind, Path(tmp))
-                while stream.read(1024 * 1024):
-                    pass  # decompress to the end: proves every frame is intact
+            wholeness.check_dump(stream, opened.kind)  # read to the end: every block there
             hashing.drain()
     _compare(record, hashing)
     return "sha256 and archive ok"
@@ -126,6 +124,7 @@ def _compare(record: BackupRecord, hashing: HashingReader) -> None:
 
 def _restore_and_count(
     settings: Settings,
+    catalog: Catalog,
     record: BackupRecord,
     server_conn: ConnInfo,
     decrypt: DecryptHook | None,
@@ -141,29 +140,89 @@ def _restore_and_count(
     scratch = restores.side_name(
         record.dbname, "_pgvault_verify_", f"{datetime.now(UTC):%Y%m%d_%H%M%S}"
     )
-    tool_set = restores.client_tools(settings)
-    maintenance = server_conn.with_dbname("postgres")
-    with server.connect(maintenance) as conn:
+    entry_id = runtime.new_id()
+    maintenance = session_tag(server_conn.with_dbname("postgres"), entry_id)
+    with (
+        journaled(
+            settings,
+            catalog,
+            entry_id,
+            "verify",
+            maintenance,
+            dbname=None,
+            settle=lambda entry: repair.settle(settings, entry),
+        ) as journal,
+        server.connect(maintenance) as conn,
+    ):
         known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
+        server_major, _version = server.server_version(conn)
+        dump_major = _major(record.pg_dump_version)
+        tool_set = restores.client_tools(settings, server_major, dump_major)
+        journal.step("planned", scratch=scratch)
+        with _scratch_login(conn, maintenance, scratch, record, journal) as (login, owner, opts):
 
-        def reset() -> None:
-            server.drop_database(conn, scratch)
-            server.create_database_like(conn, scratch, None)
+            def reset() -> None:
+                server.drop_database(conn, scratch)
+                _create_scratch(conn, scratch, owner)
 
-        server.create_database_like(conn, scratch, None)
-        try:
-            with tempfile.TemporaryDirectory(prefix="pgvault-verify-") as tmp:
-                load(
-                    source,
-                    server_conn.with_dbname(scratch),
-                    tool_set,
-                    LoadOptions(jobs=1),
-                    Path(tmp),
-                    known_settings=lambda: known,
-                    reset=reset,
+            _create_scratch(conn, scratch, owner)
+            try:
+                with workdirs.workdir(settings.home, "verify") as tmp:
+                    load(
+                        source,
+                        login,
+                        tool_set,
+                        dataclasses.replace(opts, server_major=server_major, dump_major=dump_major),
+                        tmp,
+                        known_settings=lambda: known,
+                        reset=reset,
+                    )
+                if cancel is not None and cancel.is_set():
+                    raise VerifyError("verification cancelled")
+                return restores.check_counts(
+                    server_conn.with_dbname(scratch), record.row_counts or {}
                 )
-            if cancel is not None and cancel.is_set():
-                raise VerifyError("verification cancelled")
-            return restores.check_counts(server_conn.with_dbname(scratch), record.row_counts or {})
-        finally:
-            server.drop_database(conn, scratch)
+            finally:
+                server.drop_database(conn, scratch)
+
+
+@contextmanager
+def _scratch_login(
+    conn: Conn, maintenance: ConnInfo, scratch: str, record: BackupRecord, journal: Journal
+) -> Iterator[tuple[ConnInfo, str | None, LoadOptions]]:
+    """How the verification's load logs in, the scratch database's owner and the load's
+    options: the configured role for pgvault's own backups; for an upload, a temporary role
+    in the owner of the database it was uploaded for (as its restore would), else one that
+    owns the scratch database itself (owners and grants of the archive skipped)."""
+    if record.trigger != "upload" or not server.is_superuser(conn):
+        yield maintenance.with_dbname(scratch), None, LoadOptions(jobs=1)
+        return
+
+    def note(role: str) -> None:
+        journal.note(load_role=role, load_database=scratch)
+
+    found = privileges.database_owner(conn, record.dbname)
+    owner = found[0] if found is not None and not found[1] else None
+    with privileges.temporary_role(conn, maintenance, owner, note) as role:
+        if owner is not None:
+            login = role.login(maintenance.with_dbname(scratch), set_role=owner)
+            yield login, owner, LoadOptions(jobs=1)
+        else:
+            options = LoadOptions(jobs=1, no_owner=True, no_privileges=True)
+            yield role.login(maintenance.with_dbname(scratch)), role.name, options
+
+
+def _create_scratch(conn: Conn, name: str, owner: str | None) -> None:
+    server.create_database_like(conn, name, None)
+    if owner is not None:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
+            )
+        )
+
+
+def _major(version: str | None) -> int | None:
+    """``"18.6"`` -> 18."""
+    head = (version or "").split(".", 1)[0]
+    return int(head) if head.isdigit() else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pgvault.errors import ConfigError
+
 FORMAT_FLAG = {"custom": "c", "plain": "p", "directory": "d"}
 
 
@@ -42,7 +44,7 @@ def pg_dump_command(
         argv.append(f"--compress={compress}")
     if dump_format == "directory":
         if output_dir is None:
-            raise ValueError("directory format needs output_dir")
+            raise ConfigError("the directory format needs an output directory")
         argv.append(f"--file={output_dir}")
         if jobs > 1:
             argv.append(f"--jobs={jobs}")
@@ -79,6 +81,7 @@ def pg_restore_command(
     exit_on_error: bool = False,
     list_only: bool = False,
     to_stdout: bool = False,
+    verbose: bool = False,
 ) -> list[str]:
     """``pg_restore`` from ``archive`` (a file or directory) or from stdin when None.
 
@@ -89,8 +92,11 @@ def pg_restore_command(
         single_transaction: ``--single-transaction`` (implies exit on error; not with jobs).
         list_only: ``--list`` prints the archive's table of contents.
         to_stdout: ``--file=-`` emits the archive as plain SQL.
+        verbose: ``--verbose``: one stderr line per TOC entry (a restore's progress).
     """
     argv = [str(pg_restore)]
+    if verbose:
+        argv.append("--verbose")
     if list_only:
         argv.append("--list")
     elif to_stdout:

@@ -51,6 +51,10 @@ class ConnInfo:
         """The same server and role, another database."""
         return replace(self, params={**self.params, "dbname": dbname})
 
+    def with_params(self, **params: str) -> ConnInfo:
+        """The same connection with some libpq parameters set (never the password)."""
+        return replace(self, params={**self.params, **params})
+
     def dsn(self) -> str:
         """A libpq key=value string without the password, safe for argv and logs."""
         return psycopg.conninfo.make_conninfo("", **self.params)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -35,6 +35,8 @@ class Child:
         env: the child's whole environment (PGPASSWORD goes here).
         stdin/stdout: ``subprocess.PIPE``, ``subprocess.DEVNULL``, a file object or None.
         timeout: seconds after which the child's process group is killed (None: never).
+        on_line: called with each stderr line as it arrives (progress from ``--verbose``).
+        run_as: ``(uid, gid)`` to run the child as (root only), e.g. for ``pg_ctl``.
 
     Raises:
         ToolError: the program does not exist or cannot be started.
@@ -48,8 +50,14 @@ class Child:
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         timeout: float | None = None,
+        on_line: Callable[[str], None] | None = None,
+        run_as: tuple[int, int] | None = None,
     ) -> None:
         self.name = Path(argv[0]).name
+        self._on_line = on_line
+        switch: dict[str, Any] = {}
+        if run_as is not None:  # (uid, gid): server programs refuse to run as root
+            switch = {"user": run_as[0], "group": run_as[1], "extra_groups": []}
         self.tail: deque[str] = deque(maxlen=20)
         self.error_lines: list[str] = []
         self.timed_out = False
@@ -63,6 +71,7 @@ class Child:
                 env=env,
                 start_new_session=True,
                 bufsize=0,
+                **switch,
             )
         except FileNotFoundError as exc:
             raise ToolError(f"program '{self.name}' not found (looked in {argv[0]})") from exc
@@ -83,6 +92,8 @@ class Child:
             if not line:
                 continue
             log.debug("%s: %s", self.name, line)
+            if self._on_line is not None:
+                self._on_line(line)
             self.tail.append(line)
             if ("ERROR:" in line or "error:" in line or "FATAL:" in line) and len(
                 self.error_lines
@@ -179,6 +190,7 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     input_bytes: bytes | None = None,
+    run_as: tuple[int, int] | None = None,
 ) -> str:
     """Run a short command to completion and return its stdout as text.
 
@@ -186,7 +198,7 @@ def run(
         ToolError: it could not start, failed, or timed out.
     """
     stdin: int = subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL
-    with Child(argv, env=env, stdin=stdin, timeout=timeout) as child:
+    with Child(argv, env=env, stdin=stdin, timeout=timeout, run_as=run_as) as child:
         if input_bytes is not None:
             try:
                 child.stdin.write(input_bytes)

@@ -166,6 +166,21 @@ def count_rows(
     return counts
 
 
+def table_checksums(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, tuple[int, str]]:
+    """Per ordinary table (``"schema.table"``): its row count and an md5 of its content that
+    does not depend on row order (the md5 of the sorted md5s of each row's text form)."""
+    found: dict[str, tuple[int, str]] = {}
+    for schema, table in user_tables(conn):
+        query = sql.SQL(
+            "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) "
+            "FROM (SELECT md5(t::text) AS h FROM ONLY {}.{} t) rows"
+        ).format(sql.Identifier(schema), sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        found[f"{schema}.{table}"] = (int(str(row[0])), str(row[1]))
+    return found
+
+
 def user_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[str, str]]:
     """``(schema, table)`` of every ordinary table outside the system schemas."""
     rows = conn.execute(

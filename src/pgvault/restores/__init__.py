@@ -2,7 +2,9 @@
 
 Owns the way a dump gets back into a database: ``plan`` (source, target, preview of objects
 and rows), ``policy`` (the guards every caller passes), ``run`` (the recorded run of a plan),
-``steps`` (swap / clean / recreate, each with its undo), ``loading`` (pg_restore or psql, error
+``steps`` (swap / clean / recreate, each with its undo), ``journal`` and ``repair`` (every
+step written first; a dead run rolled forward or back at the next start), ``privileges``
+(SQL from outside runs as the database owner), ``loading`` (pg_restore or psql, error
 triage, version fallback), ``globals`` and ``leftovers``. It never takes a backup itself
 except the safety backup through :mod:`pgvault.backups`.
 """
@@ -19,12 +21,14 @@ from pgvault.restores.plan import (
     plan,
     resolve_target,
 )
+from pgvault.restores.repair import Repaired, repair_unfinished, unfinished
 from pgvault.restores.run import check_policy, restore, run
 from pgvault.restores.steps import PRE_RESTORE_MARK, SCRATCH_MARK, check_counts, side_name
 
 __all__ = [
     "PRE_RESTORE_MARK",
     "SCRATCH_MARK",
+    "Repaired",
     "RestorePlan",
     "RestorePreview",
     "RestoreRequest",
@@ -35,8 +39,10 @@ __all__ = [
     "drop_leftover",
     "leftovers",
     "plan",
+    "repair_unfinished",
     "resolve_target",
     "restore",
     "run",
     "side_name",
+    "unfinished",
 ]

@@ -1,9 +1,17 @@
 """Loading a dump into one database: pg_restore or psql, error triage, version fallback.
 
 Used by restores (into a scratch or live database) and by full verification. A dump from a
-newer pg_dump can carry ``SET`` lines an older server rejects; when an attempt fails only
-with ``unrecognized configuration parameter`` errors, the database is reset and the dump is
+newer pg_dump can carry constructs an older server rejects (``SET transaction_timeout``,
+``CREATE SUBSCRIPTION ... run_as_owner``: see :mod:`pgvault.dumps.sqlscript`). When the
+dump's pg_dump is newer than the target server, or an attempt fails with one of
+:data:`~pgvault.dumps.sqlscript.VERSION_ERRORS`, the database is reset and the dump is
 replayed as ``pg_restore -f -`` | :class:`SetFilter` | ``psql --single-transaction``.
+
+Every SQL stream fed to psql here (a plain dump, ``pg_restore -f -`` output) is SQL pgvault
+did not write: it passes a :class:`~pgvault.dumps.psqlguard.PsqlGuard` (a meta-command
+fails the load before psql sees its line) into a psql in restricted mode (``\\restrict``
+with a fresh key), and psql is killed before the end of its input when anything is wrong,
+so its single transaction commits nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from pgvault.dumps.layers import DecryptHook, OpenedDump, copy_stream, open_layers
-from pgvault.dumps.sqlscript import UNKNOWN_PARAMETER, SetFilter
+from pgvault import private
+from pgvault.dumps.layers import DecryptHook, OpenedDump, Sink, copy_stream, open_layers
+from pgvault.dumps.psqlguard import PsqlGuard, restrict_key
+from pgvault.dumps.sqlscript import SetFilter, version_error
 from pgvault.dumps.toc import toc_from_path, toc_from_stream
-from pgvault.errors import ArchiveError, RestoreError
+from pgvault.errors import ArchiveError, RestoreError, ToolError
 from pgvault.postgres.commands import pg_restore_command, psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.postgres.runner import Child
+from pgvault.progress import ProgressEvent, Report
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +84,16 @@ class Source:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags."""
+    """How to load: parallel jobs, and pg_restore's clean/owner/privilege flags; the target
+    server's major version and that of the pg_dump that wrote the dump (None: unknown)."""
 
     jobs: int = 1
     clean: bool = False
     no_owner: bool = False
     no_privileges: bool = False
     single_transaction: bool = False
+    server_major: int | None = None
+    dump_major: int | None = None
 
 
 @dataclass
@@ -93,10 +107,26 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class Tools:
-    """The client programs a load uses."""
+    """The client programs a load uses; ``psql_restrict``: psql has restricted mode
+    (``\\restrict``, see :func:`pgvault.dumps.psqlguard.supports_restrict`)."""
 
     pg_restore: Path
     psql: Path
+    psql_restrict: bool = True
+
+    def checked_psql(self) -> Path:
+        """psql, when it can replay SQL pgvault did not write.
+
+        Raises:
+            ToolError: this psql has no restricted mode.
+        """
+        if not self.psql_restrict:
+            raise ToolError(
+                f"{self.psql} has no restricted mode (\\restrict: psql 13.22, 14.19, 15.14, "
+                "16.10, 17.6, 18 or newer): install a newer psql (pgvault[bundled-tools]) "
+                "to replay SQL dumps"
+            )
+        return self.psql
 
 
 class _NeedsFallback(Exception):
@@ -112,6 +142,8 @@ def load(
     *,
     known_settings: Callable[[], set[str]],
     reset: Callable[[], None],
+    progress: Report | None = None,
+    entries: int | None = None,
 ) -> LoadResult:
     """Load ``source`` into the database ``target``; every non-allowed error fails it.
 
@@ -119,6 +151,8 @@ def load(
         workdir: a private directory for unpacking directory archives.
         known_settings: the server's parameter names (for the fallback filter).
         reset: empties the target again before the fallback attempt.
+        progress: gets ``loading`` events counting TOC entries done (from pg_restore
+            ``--verbose``) of ``entries`` (the archive's TOC size, when known).
 
     Raises:
         RestoreError: pg_restore/psql reported an error (first one, one line).
@@ -128,16 +162,53 @@ def load(
         # pg_restore --clean alone cannot replace partitioned tables (it drops a partition's
         # inherited key before its parent's); the SQL path drops the archive's tables first.
         return _fallback(source, target, tools, options, workdir, known_settings())
+    server_major, dump_major = options.server_major, options.dump_major
+    if server_major is not None and dump_major is not None and dump_major > server_major:
+        log.info(
+            "dump written by pg_dump %s, server is %s: loading through the version fallback",
+            dump_major,
+            server_major,
+        )
+        return _fallback(source, target, tools, options, workdir, known_settings())
     try:
-        return _attempt(source, target, tools, options, workdir)
+        return _attempt(source, target, tools, options, workdir, _EntryCounter(progress, entries))
     except _NeedsFallback as exc:
-        log.warning("%s; retrying through psql without the unknown SET lines", exc)
+        log.warning("%s; retrying through the version fallback (psql, filtered SQL)", exc)
     reset()
     return _fallback(source, target, tools, options, workdir, known_settings())
 
 
+class _EntryCounter:
+    """Counts the TOC entries pg_restore ``--verbose`` reports done (serial: ``creating``
+    and ``processing data for``; parallel: ``processing item`` before the workers start,
+    then ``finished item``) and reports them as ``loading`` progress."""
+
+    _DONE = ("creating ", "processing data for ", "processing item ", "finished item ")
+
+    def __init__(self, progress: Report | None, total: int | None) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.parallel = False
+
+    def line(self, line: str) -> None:
+        text = line.removeprefix("pg_restore: ")
+        if self.progress is None or not text.startswith(self._DONE):
+            return
+        if text.startswith("creating ") and self.parallel:
+            return  # parallel mode also says "creating" after "processing item"
+        self.done += 1
+        done = min(self.done, self.total) if self.total else self.done
+        self.progress(ProgressEvent("loading", done, self.total, "entries"))
+
+
 def _attempt(
-    source: Source, target: ConnInfo, tools: Tools, options: LoadOptions, workdir: Path
+    source: Source,
+    target: ConnInfo,
+    tools: Tools,
+    options: LoadOptions,
+    workdir: Path,
+    counter: _EntryCounter | None = None,
 ) -> LoadResult:
     opened = source.open()
     env = target.child_env()
@@ -145,9 +216,11 @@ def _attempt(
         if opened.kind == "plain":
             if options.clean:
                 raise RestoreError("clean mode needs a custom or directory archive, not plain SQL")
-            argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
+            argv = psql_command(tools.checked_psql(), target.dsn(), single_transaction=True)
             plain = _PlainEnds(stream)
-            return _finish(_pump(argv, env, cast(IO[bytes], plain), check=plain.check))
+            return _finish(
+                _psql(argv, env, lambda sink: copy_stream(cast(IO[bytes], plain), sink), plain)
+            )
         archive = _archive_path(source, opened, workdir, options.jobs)
         argv = pg_restore_command(
             tools.pg_restore,
@@ -159,12 +232,16 @@ def _attempt(
             no_privileges=options.no_privileges,
             single_transaction=options.single_transaction,
             exit_on_error=options.single_transaction,
+            verbose=counter is not None and counter.progress is not None,
         )
+        on_line = counter.line if counter is not None else None
+        if counter is not None:
+            counter.parallel = archive is not None and options.jobs > 1
         if archive is not None:
-            with Child(argv, env=env, stdout=subprocess.DEVNULL) as child:
+            with Child(argv, env=env, stdout=subprocess.DEVNULL, on_line=on_line) as child:
                 child.wait()
             return _finish(child)
-        return _finish(_pump(argv, env, stream))
+        return _finish(_pump(argv, env, stream, on_line=on_line))
 
 
 def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) -> Path | None:
@@ -186,7 +263,7 @@ def _archive_path(source: Source, opened: OpenedDump, workdir: Path, jobs: int) 
         return local
     if jobs > 1:
         spill = workdir / "archive.dump"
-        with open(spill, "wb") as out:
+        with private.create(spill) as out:
             copy_stream(opened.stream, out)
         return spill
     return None
@@ -196,21 +273,52 @@ def _pump(
     argv: list[str],
     env: dict[str, str],
     stream: IO[bytes],
-    check: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Child:
-    """Run ``argv`` with ``stream`` on its stdin; returns the finished child.
-
-    ``check`` runs after the stream ended and before stdin closes: if it raises, the child is
-    killed before it sees the end of input (psql --single-transaction commits nothing).
-    """
-    with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+    """Run ``argv`` with ``stream`` on its stdin; returns the finished child."""
+    with Child(
+        argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, on_line=on_line
+    ) as child:
         try:
             copy_stream(stream, child.stdin)
-            if check is not None:
-                check()
             child.stdin.close()
         except BrokenPipeError:
             pass  # the child stopped reading: its exit status and stderr say why
+        child.wait()
+    return child
+
+
+def _psql(
+    argv: list[str],
+    env: dict[str, str],
+    feed: Callable[[Sink], object],
+    plain: _PlainEnds | None = None,
+    wrap: Callable[[Sink], Sink] | None = None,
+) -> Child:
+    """Run psql ``argv`` in restricted mode on SQL that ``feed`` writes through a
+    :class:`PsqlGuard` (then ``wrap``, e.g. the SET filter); returns the finished child.
+
+    A refused meta-command, a cut-short plain dump (``plain.check``) or any other error
+    kills psql before it sees the end of its input: ``--single-transaction`` commits nothing.
+
+    Raises:
+        MetaCommandRefused: the SQL holds a psql meta-command.
+        ArchiveError: the plain dump is cut short.
+    """
+    with Child(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as child:
+        inner: Sink = child.stdin if wrap is None else wrap(child.stdin)
+        guard = PsqlGuard(inner, restrict_key())
+        try:
+            feed(guard)
+            guard.close()
+            if plain is not None:
+                plain.check()
+            closer = getattr(inner, "close", None)
+            if inner is not child.stdin and closer is not None:
+                closer()
+            child.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped reading: its exit status and stderr say why
         child.wait()
     return child
 
@@ -242,8 +350,9 @@ class _PlainEnds:
             )
 
 
-def _finish(child: Child) -> LoadResult:
-    """Triage the child's errors: allowed ones become warnings, others fail the load."""
+def _finish(child: Child, *, fallback_ok: bool = True) -> LoadResult:
+    """Triage the child's errors: allowed ones become warnings, others fail the load; a
+    version error (with ``fallback_ok``) asks for the version fallback."""
     result = LoadResult()
     fatal = []
     for line in child.error_lines:
@@ -253,10 +362,13 @@ def _finish(child: Child) -> LoadResult:
             result.warnings.append(line)
         elif "errors ignored on restore" not in line:
             fatal.append(line)
-    if fatal and all(UNKNOWN_PARAMETER.search(line) for line in fatal):
-        raise _NeedsFallback(fatal[0])
+    versioned = [line for line in fatal if version_error(line)]
+    if versioned and fallback_ok:
+        raise _NeedsFallback(_tidy(versioned[0]))
     if fatal:
-        raise RestoreError(f"{child.name} failed: {_tidy(fatal[0])}")
+        # the fallback handles version errors: the real cause is the first other error
+        cause = next((line for line in fatal if not version_error(line)), fatal[0])
+        raise RestoreError(f"{child.name} failed: {_tidy(cause)}")
     if child.proc.returncode != 0 and not result.warnings:
         raise RestoreError(f"{child.name} failed: {_tidy(child.message())}")
     return result
@@ -281,27 +393,30 @@ def _fallback(
     if options.clean and opened.kind == "plain":
         opened.stream.close()
         raise RestoreError("clean mode needs a custom or directory archive, not plain SQL")
-    psql_argv = psql_command(tools.psql, target.dsn(), single_transaction=True)
-    with (
-        opened.stream as stream,
-        Child(psql_argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as psql,
-    ):
-        sql_filter = SetFilter(psql.stdin, known)
-        try:
-            if opened.kind == "plain":
-                plain = _PlainEnds(stream)
-                copy_stream(cast(IO[bytes], plain), sql_filter)
-                plain.check()  # before psql sees the end of input: nothing is committed
+    psql_argv = psql_command(tools.checked_psql(), target.dsn(), single_transaction=True)
+    filters: list[SetFilter] = []
+
+    def set_filter(sink: Sink) -> Sink:
+        filters.append(SetFilter(sink, known, options.server_major))
+        return filters[0]
+
+    with opened.stream as stream:
+        plain = _PlainEnds(stream) if opened.kind == "plain" else None
+
+        def feed(sink: Sink) -> None:
+            if plain is not None:
+                copy_stream(cast(IO[bytes], plain), sink)
             else:
-                _pg_restore_to_sql(source, opened, tools, options, workdir, sql_filter, env)
-            sql_filter.close()
-            psql.stdin.close()
-        except BrokenPipeError:
-            pass
-        psql.wait()
-    result = _finish(psql)
+                _pg_restore_to_sql(source, opened, tools, options, workdir, sink, env)
+
+        psql = _psql(psql_argv, env, feed, plain, wrap=set_filter)
+    result = _finish(psql, fallback_ok=False)
     result.used_fallback = True
-    result.dropped_settings = sorted(set(sql_filter.dropped))
+    result.dropped_settings = sorted(set(filters[0].dropped)) if filters else []
+    for sql_filter in filters:
+        result.warnings += sql_filter.notes
+        for change in sql_filter.changes:
+            log.info("version fallback: %s", change)
     return result
 
 
@@ -311,7 +426,7 @@ def _pg_restore_to_sql(
     tools: Tools,
     options: LoadOptions,
     workdir: Path,
-    sink: SetFilter,
+    sink: Sink,
     env: dict[str, str],
 ) -> None:
     archive = _archive_path(source, opened, workdir, jobs=1)

@@ -9,20 +9,20 @@ executes. :func:`resolve_target` is the one place a restore's target database is
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from pgvault import databases
+from pgvault import databases, workdirs
 from pgvault.backups import copies
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import RestoreMode, Settings
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps import toc
-from pgvault.dumps.layers import DecryptHook
+from pgvault.dumps import header, toc, wholeness
+from pgvault.dumps.layers import DecryptHook, OpenedDump
+from pgvault.dumps.psqlguard import supports_restrict
 from pgvault.errors import ConfigError, NotFound, RestoreError
 from pgvault.postgres import server, tools
 from pgvault.restores import policy
@@ -48,6 +48,9 @@ class RestoreRequest:
     no_privileges: bool = False
     decrypt: DecryptHook | None = None
     created_by: str | None = None
+    with_files: bool = False
+    as_superuser: bool = False
+    client: str | None = None
 
 
 @dataclass
@@ -84,27 +87,60 @@ class RestorePreview:
 @dataclass(frozen=True)
 class RestorePlan:
     """A restore ready to run: the request, its opened source, the catalogued backup (None
-    for a file), the client tools, and the preview."""
+    for a file), the client tools, the preview, the target server's major version and that
+    of the pg_dump that wrote the dump."""
 
     request: RestoreRequest
     source: Source
     record: BackupRecord | None
     tools: Tools
     preview: RestorePreview
+    server_major: int | None = None
+    dump_major: int | None = None
 
     @property
     def target(self) -> DatabaseTarget:
         """The database restored into."""
         return self.request.target
 
+    @property
+    def untrusted(self) -> bool:
+        """Whether the SQL came from outside pgvault (a file, an upload): it then runs with
+        the target owner's privileges (:mod:`pgvault.restores.privileges`)."""
+        return self.record is None or self.record.trigger == "upload"
 
-def client_tools(settings: Settings) -> Tools:
-    """The pg_restore and psql a restore uses: the newest installed (they read every older
-    archive)."""
+
+def client_tools(
+    settings: Settings, server_major: int | None = None, dump_major: int | None = None
+) -> Tools:
+    """The pg_restore and psql a restore into a server of ``server_major`` uses, by the rule
+    of :func:`pgvault.postgres.tools.rank`: the target's own major first, then the newest
+    newer one; pg_restore at least as new as the pg_dump that wrote the archive
+    (``dump_major``: an older pg_restore refuses a newer archive version). Whether that psql
+    has restricted mode is noted (replaying SQL from outside needs it).
+
+    Raises:
+        ToolError: no fitting pg_restore or psql is installed.
+    """
+    psql = tools.choose("psql", server_major, settings.bin_dir)
     return Tools(
-        pg_restore=tools.choose("pg_restore", None, settings.bin_dir).path,
-        psql=tools.choose("psql", None, settings.bin_dir).path,
+        pg_restore=tools.choose(
+            "pg_restore", server_major, settings.bin_dir, at_least=dump_major or 0
+        ).path,
+        psql=psql.path,
+        psql_restrict=supports_restrict(psql.major, psql.minor),
     )
+
+
+def dump_major(opened: OpenedDump, record: BackupRecord | None) -> int | None:
+    """The major version of the pg_dump that wrote a dump: from its header, else from the
+    catalog row."""
+    found = header.dump_versions(opened.head, opened.kind)
+    if found is not None and found.pg_dump_major is not None:
+        return found.pg_dump_major
+    if record is not None and record.pg_dump_version:
+        return header.DumpVersions(record.pg_dump_version, None).pg_dump_major
+    return None
 
 
 def resolve_target(
@@ -177,24 +213,31 @@ def plan(
 
     Raises:
         NotFound, RestoreError: as for :func:`open_source`.
-        ArchiveError: the source is not a dump.
+        ArchiveError: the source is not a dump; a file is not whole (cut short) or holds
+            psql meta-commands.
         ConnectionFailed: the target's server cannot be reached.
         ToolError: no pg_restore or psql.
     """
     source, record = open_source(settings, catalog, request)
-    tool_set = client_tools(settings)
-    opened = source.open()
-    kind, layers = opened.kind, [str(layer) for layer in opened.layers]
-    entries: list[toc.TocEntry] = []
-    with opened.stream as stream:
-        if preview:
-            with tempfile.TemporaryDirectory(prefix="pgvault-plan-") as tmp:
-                entries = toc.toc_of_stored(
-                    tool_set.pg_restore, stream, kind, Path(tmp), source.seekable_file(opened)
-                )
+    if record is None:
+        # a file from outside: whole, and (plain SQL) free of psql meta-commands, before
+        # anything is planned on it (the catalog's sha256 vouches for stored backups)
+        wholeness.check_opened(source.open_raw(), source.decrypt)
     conn_info = request.target.conn
     with server.connect(conn_info.with_dbname("postgres")) as conn:
         exists = server.database_exists(conn, conn_info.dbname)
+        server_major, _version = server.server_version(conn)
+    opened = source.open()
+    kind, layers = opened.kind, [str(layer) for layer in opened.layers]
+    written_by = dump_major(opened, record)
+    tool_set = client_tools(settings, server_major, written_by)
+    entries: list[toc.TocEntry] = []
+    with opened.stream as stream:
+        if preview:
+            with workdirs.workdir(settings.home, "plan") as tmp:
+                entries = toc.toc_of_stored(
+                    tool_set.pg_restore, stream, kind, tmp, source.seekable_file(opened)
+                )
     found = RestorePreview(
         source=source.label,
         backup_id=record.id if record else None,
@@ -211,7 +254,7 @@ def plan(
     if preview:
         found.objects = toc.object_counts(entries)
         found.tables = _table_checks(request.target, record, entries, exists)
-    return RestorePlan(request, source, record, tool_set, found)
+    return RestorePlan(request, source, record, tool_set, found, server_major, written_by)
 
 
 def _table_checks(

@@ -7,7 +7,9 @@ Per database (``[databases.NAME]`` in the config):
   a pgvault process running in that environment (``PGVAULT_ENVIRONMENT``);
 * confirmation: the caller must give the target database's name (its config name or its
   PostgreSQL name), typed by a person or passed explicitly by a script;
-* ``restore_passkey_hash``: the caller's passkey must match (argon2, constant time);
+* ``restore_passkey_hash``: the caller's passkey must match (argon2, constant time); wrong
+  passkeys are throttled per (database, client) pair like logins
+  (:mod:`pgvault.throttle`: growing delays, then 429 / exit 13 for a while);
 * ``require_recent_backup_minutes``: a completed backup of the target from this environment
   must be newer than N minutes, unless the restore takes its automatic pre-restore backup
   of the existing target (which then is that recent backup).
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pgvault import runtime
+from pgvault import runtime, throttle
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
@@ -62,6 +64,7 @@ def check(
     passkey: str | None,
     safety_backup: bool,
     target_exists: bool = True,
+    client: str | None = None,
 ) -> None:
     """Apply every guard of a restore into ``target``.
 
@@ -70,10 +73,12 @@ def check(
         passkey: the passkey the caller gave, if any.
         safety_backup: whether the restore will back up the existing target first.
         target_exists: whether the target database exists now (no safety backup otherwise).
+        client: who asks from where (``token:ci@10.0.0.7``), for the passkey's throttling.
 
     Raises:
         Refused: a guard refuses (the message says which and what to do); a wrong passkey
             is ``Invalid restore passkey``.
+        Throttled: too many wrong passkeys from this client lately.
     """
     check_environment(settings, target)
     if confirm not in (target.name, target.conn.dbname):
@@ -82,8 +87,13 @@ def check(
             "to restore into it"
         )
     wanted = target.settings.restore_passkey_hash
-    if wanted is not None and not verify_secret(passkey or "", wanted):
-        raise Refused("Invalid restore passkey: give the passkey configured for this database")
+    if wanted is not None:
+        key = throttle.pair_key("passkey", target.name, client)
+        throttle.check(catalog, key, "wrong restore passkeys")
+        if not verify_secret(passkey or "", wanted):
+            throttle.failed(settings, catalog, key, f"restores of {target.name}")
+            raise Refused("Invalid restore passkey: give the passkey configured for this database")
+        throttle.succeeded(catalog, key)
     minutes = target.settings.require_recent_backup_minutes
     if minutes is not None and not (safety_backup and target_exists):
         since = runtime.now() - timedelta(minutes=minutes)

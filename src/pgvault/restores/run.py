@@ -10,26 +10,31 @@ recorded and notified.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
 
-from pgvault import backups, notify, runtime
+from pgvault import backups, files, notify, runtime
 from pgvault.catalog import Catalog
+from pgvault.catalog.journal import JournalKind
 from pgvault.catalog.records import RestoreRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError, Refused, RestoreError
 from pgvault.postgres import server
-from pgvault.restores import policy
-from pgvault.restores.globals import apply_globals
+from pgvault.progress import Report
+from pgvault.progress import step as report_step
+from pgvault.restores import policy, privileges, repair
+from pgvault.restores.globals import apply_globals, read_globals
+from pgvault.restores.journal import Journal, journaled, session_tag
 from pgvault.restores.loading import LoadOptions
 from pgvault.restores.plan import RestorePlan, RestoreRequest, plan
-from pgvault.restores.steps import Conn, Steps
+from pgvault.restores.steps import Conn, Steps, Trust
 
 log = logging.getLogger(__name__)
 
-StepReport = Callable[[str], None]
-"""Called with a one-line description of each step as it starts."""
+StepReport = Report
+"""Receives each step as it starts (``unit="steps"``, its ``detail`` one line of text) and
+the load's ``loading`` events (TOC entries done of the archive's entries)."""
 
 
 def check_policy(settings: Settings, catalog: Catalog, plan: RestorePlan) -> None:
@@ -48,6 +53,7 @@ def check_policy(settings: Settings, catalog: Catalog, plan: RestorePlan) -> Non
         passkey=request.passkey,
         safety_backup=request.safety_backup,
         target_exists=plan.preview.target_exists,
+        client=request.client,
     )
 
 
@@ -95,19 +101,40 @@ def run(
         started_at=runtime.now(),
         created_by=request.created_by,
     )
-    catalog.save_restore(result)
-    notify.notify(settings, "restore_started", target.name, restore=result)
+    kind: JournalKind = request.mode
+    # every session of this run carries its id, so a repair can end them (server side,
+    # a CREATE DATABASE of a dead run may still be going on)
+    tagged = dataclasses.replace(target, conn=session_tag(target.conn, result.id))
+    tagged_plan = dataclasses.replace(plan, request=dataclasses.replace(request, target=tagged))
     try:
-        with server.connect(target.conn.with_dbname("postgres")) as conn:
-            _carry_out(settings, catalog, plan, conn, result, progress, cancel)
+        with journaled(
+            settings,
+            catalog,
+            result.id,
+            kind,
+            tagged.conn,
+            dbname=target.conn.dbname,
+            settle=lambda entry: repair.settle(settings, entry),
+        ) as journal:  # the journal first and last: a row 'running' always has an open one
+            catalog.save_restore(result)
+            notify.notify(settings, "restore_started", target.name, restore=result)
+            linked: list[files.LinkedRestore] = []  # file sets restored first, undone on failure
+            try:
+                with server.connect(tagged.conn.with_dbname("postgres")) as conn:
+                    steps = (progress, cancel)
+                    _carry_out(settings, catalog, tagged_plan, conn, result, journal, linked, steps)
+            except BaseException as exc:
+                for done in linked:
+                    result.warnings += done.undo()
+                _failed(settings, catalog, plan, result, exc)
+                raise
+            result.status = "completed"
+            _close(catalog, result)
     except BaseException as exc:
-        _failed(settings, catalog, plan, result, exc)
         if isinstance(exc, RestoreError | Refused) or not isinstance(exc, PgvaultError):
             raise
         outcome = _outcome(plan, result)
         raise RestoreError(f"restore of {result.dbname} failed, {outcome}: {exc}") from exc
-    result.status = "completed"
-    _close(catalog, result)
     notify.notify(settings, "restore_finished", target.name, restore=result)
     return result
 
@@ -118,32 +145,64 @@ def _carry_out(
     plan: RestorePlan,
     conn: Conn,
     result: RestoreRecord,
-    progress: StepReport | None,
-    cancel: threading.Event | None,
+    journal: Journal,
+    linked: list[files.LinkedRestore],
+    reporting: tuple[StepReport | None, threading.Event | None],
 ) -> None:
     request, target = plan.request, plan.target
+    progress, cancel = reporting
     dbname = target.conn.dbname
-    step = progress or (lambda _msg: None)
+
+    def step(message: str) -> None:
+        report_step(progress, message)
+
     exists = server.database_exists(conn, dbname)
+    trust = Trust(untrusted=plan.untrusted, as_superuser=request.as_superuser)
+    privileges.check(conn, dbname, untrusted=trust.untrusted, as_superuser=trust.as_superuser)
+    globals_sql = None
+    if request.with_globals and plan.record is not None and plan.record.globals_key:
+        globals_sql = read_globals(settings, plan.record, request.decrypt)  # checked first
     if exists and request.safety_backup:
         step("taking a safety backup of the live database")
         safety = backups.create(
-            settings, catalog, backups.BackupRequest(target=target, trigger="pre-restore")
+            settings,
+            catalog,
+            backups.BackupRequest(target=target, trigger="pre-restore"),
+            progress=progress,
         )
         result.safety_backup_id = safety.id
-    if request.with_globals and plan.record is not None and plan.record.globals_key:
-        result.warnings += apply_globals(
-            settings, plan.record, target.conn, plan.tools, request.decrypt
+    if request.with_files:  # the files first, the database swap last
+        step("restoring the linked file snapshots")
+        linked.append(
+            files.restore_for_backup(settings, catalog, plan.record, decrypt=request.decrypt)
         )
+    if globals_sql is not None:
+        result.warnings += apply_globals(globals_sql, target.conn, plan.tools)
     options = LoadOptions(
         jobs=plan.preview.jobs,
         clean=request.mode == "clean",
         no_owner=request.no_owner or request.mode == "clean",
         no_privileges=request.no_privileges or request.mode == "clean",
         single_transaction=request.mode == "clean",
+        server_major=plan.server_major,
+        dump_major=plan.dump_major,
     )
     known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
-    steps = Steps(conn, target, plan.source, plan.record, plan.tools, options, known, step, cancel)
+    steps = Steps(
+        conn,
+        target,
+        plan.source,
+        plan.record,
+        plan.tools,
+        options,
+        known,
+        step,
+        cancel,
+        journal=journal,
+        home=settings.home,
+        trust=trust,
+    )
+    steps.report = progress
     if request.mode == "swap":
         result.previous_database = steps.swap(exists)
         if request.drop_previous and result.previous_database:

@@ -9,8 +9,12 @@ signed download links.
   issues the next one of the same family; presenting a revoked one (a stolen copy replayed)
   revokes the whole family (OAuth 2.0 Security BCP, "refresh token rotation").
 * API token: ``pgv_<random>`` (256 bits) for scripts and CI, shown once, sha256 stored.
-* Download link: a JWT with ``typ=download`` and the backup id, valid a few minutes, so a
-  browser can fetch a backup without a bearer token in its URL.
+* Download link: a JWT with ``typ=download``, the backup id and who made it (``by``: a
+  user with their ``token_version``, or an API token), valid a few minutes, so a browser can
+  fetch a backup without a bearer token in its URL. It dies with its creator: a deleted or
+  disabled user (or one whose sessions were ended), a revoked or expired API token.
+* Browser session: a JWT with ``typ=session`` in the dashboard's cookie; its forms carry an
+  HMAC of the session (:meth:`Tokens.sign`) against cross-site requests.
 
 The signing secret comes from ``PGVAULT_SECRET_KEY`` or ``secret_key_file``; without one
 the service refuses to start, unless ``--dev`` asks for a throwaway secret.
@@ -209,7 +213,9 @@ class Tokens:
         """
         if bearer.startswith(API_PREFIX):
             return self._api_principal(bearer)
-        claims = self._decode(bearer, "access")
+        return self._user_principal(self._decode(bearer, "access"))
+
+    def _user_principal(self, claims: dict[str, Any]) -> Principal:
         user = rows.find_user(self._catalog, user_id=str(claims["sub"]))
         if user is None or user.disabled:
             raise AuthError("the user of this token is gone or disabled")
@@ -230,21 +236,73 @@ class Tokens:
             rows.update_api_token(self._catalog, found.id, last_used_at=now)
         return Principal("token", found.id, found.name, found.role)
 
-    # --- download links -----------------------------------------------------------------
+    # --- browser sessions (the web dashboard) -----------------------------------------------
 
-    def sign_download(self, backup_id: str) -> tuple[str, datetime]:
-        """A download token for ``backup_id`` and when it expires (UTC)."""
-        lifetime = timedelta(seconds=self._api.download_link_seconds)
-        token = self._encode({"sub": backup_id, "typ": "download"}, lifetime)
-        return token, runtime.now() + lifetime
+    def sign_session(self, user: UserRecord, lifetime: timedelta) -> str:
+        """A session token for a browser's cookie: a JWT with ``typ=session``, the user's
+        id and ``token_version``, valid ``lifetime``. It is no bearer credential for the API
+        (which takes ``typ=access`` only); it ends with the user's other sessions
+        (:meth:`logout`, a new password, disabling)."""
+        claims = {"sub": user.id, "ver": user.token_version, "typ": "session"}
+        return self._encode(claims, lifetime)
 
-    def check_download(self, token: str) -> str:
-        """The backup id a download token was signed for.
+    def session_principal(self, token: str) -> Principal:
+        """The user of a session token (:meth:`sign_session`).
 
         Raises:
-            AuthError: expired or tampered (ask for a new link).
+            AuthError: expired, tampered, ended, or the user is gone or disabled.
         """
-        return str(self._decode(token, "download")["sub"])
+        return self._user_principal(self._decode(token, "session"))
+
+    def sign(self, purpose: str, value: str) -> str:
+        """HMAC-SHA256 (hex) of ``value`` for ``purpose`` with the signing secret, e.g. a
+        form's CSRF token bound to its session (OWASP's "signed double-submit cookie")."""
+        message = f"{purpose}\x00{value}".encode()
+        return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
+
+    def signed(self, purpose: str, value: str, signature: str) -> bool:
+        """Whether ``signature`` is :meth:`sign` of ``value`` for ``purpose`` (constant time)."""
+        return hmac.compare_digest(self.sign(purpose, value), signature)
+
+    # --- download links -----------------------------------------------------------------
+
+    def sign_download(self, backup_id: str, creator: Principal) -> tuple[str, datetime]:
+        """A download token for ``backup_id`` made by ``creator``, and when it expires (UTC)."""
+        lifetime = timedelta(seconds=self._api.download_link_seconds)
+        by: dict[str, Any] = {"kind": creator.kind, "id": creator.id}
+        if creator.kind == "user":
+            user = rows.find_user(self._catalog, user_id=creator.id)
+            by["ver"] = user.token_version if user is not None else -1
+        token = self._encode({"sub": backup_id, "typ": "download", "by": by}, lifetime)
+        return token, runtime.now() + lifetime
+
+    def check_download(self, token: str) -> tuple[str, Principal]:
+        """The backup id a download token was signed for, and its creator (still valid).
+
+        Raises:
+            AuthError: expired, tampered, or its creator is gone, disabled or revoked (ask
+                for a new link).
+        """
+        claims = self._decode(token, "download")
+        by = claims.get("by")
+        if not isinstance(by, dict):
+            raise AuthError("the download link is not valid: ask for a new one")
+        return str(claims["sub"]), self._creator(by)
+
+    def _creator(self, by: dict[str, Any]) -> Principal:
+        gone = AuthError("the download link's creator is gone or disabled: ask for a new one")
+        if by.get("kind") == "user":
+            user = rows.find_user(self._catalog, user_id=str(by.get("id")))
+            if user is None or user.disabled or user.token_version != by.get("ver"):
+                raise gone
+            return Principal("user", user.id, user.username, user.role)
+        found = [t for t in rows.list_api_tokens(self._catalog) if t.id == by.get("id")]
+        now = runtime.now()
+        if not found or found[0].revoked_at is not None:
+            raise gone
+        if found[0].expires_at is not None and found[0].expires_at <= now:
+            raise gone
+        return Principal("token", found[0].id, found[0].name, found[0].role)
 
 
 # --- API tokens (no signing secret needed) -------------------------------------------------

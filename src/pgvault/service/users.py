@@ -10,12 +10,10 @@ Roles are ordered; each includes the ones before it::
     admin     + restore, delete, retention, read the audit log
     owner     + users and API tokens
 
-Login throttling (per user name and per source address): each failure within
-``api.login_lockout_seconds`` of the previous one counts; the answer to a failed login is
-delayed ``api.login_delay_seconds`` x failures (at most 2 s); after
-``api.login_max_failures`` failures for a user name (4x that for an address, which many
-users may share) the key is refused (:class:`Throttled`, HTTP 429) for
-``api.login_lockout_seconds``, even with the right password.
+Login throttling is per (user name, client address) pair with growing delays
+(:mod:`pgvault.throttle`): failures from one client never lock the account for
+another client, so nobody can lock the owner out, and many users behind one address are
+not locked out together.
 """
 
 from __future__ import annotations
@@ -23,14 +21,12 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
-from datetime import datetime, timedelta
 from typing import get_args
 
-from pgvault import runtime
+from pgvault import runtime, throttle
 from pgvault.catalog import Catalog
 from pgvault.catalog import accounts as rows
-from pgvault.catalog.accounts import LoginFailures, Role, UserRecord
+from pgvault.catalog.accounts import Role, UserRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import (
     AlreadyExists,
@@ -38,7 +34,6 @@ from pgvault.errors import (
     ConfigError,
     NotFound,
     Refused,
-    Throttled,
 )
 from pgvault.passwords import hash_secret, verify_secret
 
@@ -193,58 +188,25 @@ def delete(catalog: Catalog, username: str) -> None:
 def authenticate(
     settings: Settings, catalog: Catalog, username: str, password: str, address: str | None
 ) -> UserRecord:
-    """Check a login; throttled per user name and per source address (module docstring).
+    """Check a login; throttled per (user name, client address) pair (see the module doc).
 
     Raises:
-        Throttled: too many recent failures for this user or address (retry later).
+        Throttled: too many recent failures of this pair (retry later; 429).
         AuthError: unknown user, wrong password or disabled user (one message for all).
     """
-    api = settings.api
-    keys = [f"user:{username[:255]}"] + ([f"addr:{address}"] if address else [])
-    now = runtime.now()
-    states = rows.get_login_failures(catalog, keys)
-    locked = [s for s in states if s.locked_until is not None and s.locked_until > now]
-    if locked:
-        wait = max(int((s.locked_until - now).total_seconds()) + 1 for s in locked)  # type: ignore[operator]
-        raise Throttled(
-            f"too many failed logins: try again in {wait} s or ask an owner", retry_after=wait
-        )
+    key = throttle.pair_key("login", username, address)
+    throttle.check(catalog, key, "failed logins")
     user = rows.find_user(catalog, username=username)
     ok = verify_secret(password, user.password_hash if user else None)
     if ok and user is not None and not user.disabled:
-        if states:
-            rows.clear_login_failures(catalog, keys)
+        throttle.succeeded(catalog, key)
         return user
-    failures = _count_failure(catalog, keys, {s.key: s for s in states}, now, settings)
-    time.sleep(min(2.0, api.login_delay_seconds * failures))
+    shown = f"logins of user {username}" if user is not None else "logins of an unknown user"
+    throttle.failed(settings, catalog, key, shown)
     raise AuthError("wrong user name or password (or the user is disabled)")
 
 
-def _count_failure(
-    catalog: Catalog,
-    keys: list[str],
-    states: dict[str, LoginFailures],
-    now: datetime,
-    settings: Settings,
-) -> int:
-    window = timedelta(seconds=settings.api.login_lockout_seconds)
-    most = 0
-    for key in keys:
-        state = states.get(key)
-        recent = state is not None and now - state.last_failure_at < window
-        failures = (state.failures if state is not None and recent else 0) + 1
-        most_allowed = settings.api.login_max_failures * (4 if key.startswith("addr:") else 1)
-        locked = now + window if failures >= most_allowed else None
-        rows.save_login_failures(
-            catalog,
-            LoginFailures(key=key, failures=failures, last_failure_at=now, locked_until=locked),
-        )
-        if locked is not None:
-            log.warning(
-                "logins locked for %s s after %d failures (%s)",
-                settings.api.login_lockout_seconds,
-                failures,
-                key.split(":")[0],
-            )
-        most = max(most, failures)
-    return most
+def audit_name(catalog: Catalog, username: str) -> str:
+    """How the audit log names who tried to log in: the user name if such a user exists,
+    else ``unknown`` (a password typed into the user name field must not be recorded)."""
+    return username if rows.find_user(catalog, username=username) is not None else "unknown"

@@ -45,11 +45,17 @@ def validate_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A stored object: its key, size in bytes and last modification time (UTC)."""
+    """A stored object: its key, size in bytes and last modification time (UTC).
+
+    ``retain_until`` (UTC) and ``legal_hold`` tell when the backend refuses to delete it
+    (S3 Object Lock); backends without locks leave them None and False.
+    """
 
     key: str
     size: int
     modified: datetime
+    retain_until: datetime | None = None
+    legal_hold: bool = False
 
 
 class ObjectWriter(ABC):
@@ -126,14 +132,38 @@ class Storage(ABC):
             StorageError: one line saying what is wrong and what to do.
         """
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Remove what interrupted writers left under ``prefix`` (temp files, unfinished
+        uploads) that was started before ``before`` (UTC); returns how many. The default
+        removes nothing (backends without such leftovers).
+
+        Raises:
+            StorageError: the leftovers cannot be listed or removed.
+        """
+        del prefix, before
+        return 0
+
     def local_path(self, key: str) -> Path | None:
         """A seekable local file holding the object, when the backend has one."""
         del key
         return None
 
-    def write_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        """Write a small object in one go."""
-        writer = self.open_write(key)
+    def open_batch_write(self, key: str) -> ObjectWriter:
+        """Like :meth:`open_write`, for one of many objects written in a row (file snapshot
+        blobs): the object may become durable only at the next :meth:`sync` (a directory
+        skips the per-object fsync; an S3 object is durable once committed)."""
+        return self.open_write(key)
+
+    def sync(self) -> None:  # noqa: B027 - nothing to do unless a backend defers flushes
+        """Make every object committed through :meth:`open_batch_write` durable.
+
+        Raises:
+            StorageError: the data could not be flushed.
+        """
+
+    def write_bytes(self, key: str, data: bytes, *, batch: bool = False) -> ObjectInfo:
+        """Write a small object in one go (``batch``: through :meth:`open_batch_write`)."""
+        writer = self.open_batch_write(key) if batch else self.open_write(key)
         try:
             writer.write(data)
             return writer.commit()

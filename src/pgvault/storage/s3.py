@@ -33,16 +33,22 @@ import io
 import logging
 import os
 import re
-import secrets
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pgvault.config.settings import StorageTargetSettings
 from pgvault.errors import ConfigError, NotFound, StorageError
 from pgvault.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
+from pgvault.storage.s3_errors import (
+    MISSING_KEY_CODES,
+    boto_errors,
+    check_writable,
+    error_code,
+)
 from pgvault.storage.s3_streams import MultipartWriter, S3Reader
 
 log = logging.getLogger(__name__)
@@ -50,82 +56,9 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-_MISSING_KEY_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
-_DENIED_CODES = frozenset(
-    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-)
-_URL_QUERY = re.compile(r"(\w+://)(?:[^/\s\"'@]*@)?([^\s\"'?]*)\?[^\s\"']*")
-_URL_USERINFO = re.compile(r"(\w+://)[^/\s\"'@]*@")
-_BOTO_HINTS = {
-    "NoCredentialsError": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile",
-    "PartialCredentialsError": "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-    "EndpointConnectionError": "check the endpoint URL and the network",
-    "ConnectTimeoutError": "check the endpoint URL and the network",
-    "ReadTimeoutError": "the endpoint stopped answering; try again",
-    "ConnectionClosedError": "the endpoint closed the connection; try again",
-    "ProfileNotFound": "check the profile name and ~/.aws/config",
-}
 
-
-def _one_line(text: str) -> str:
-    """``text`` on one line, URLs without their query strings and user info (signatures,
-    upload ids and any password in an endpoint URL stay out of messages)."""
-    text = _URL_QUERY.sub(r"\1\2", text)
-    text = _URL_USERINFO.sub(r"\1", text)
-    return " ".join(text.split())
-
-
-def _error_code(exc: Exception) -> str:
-    """The S3 error code of a botocore ``ClientError`` (``"NoSuchKey"``, ``"404"``, ...)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _missing_bucket(bucket: str) -> StorageError:
-    return StorageError(
-        f"S3 bucket {bucket!r} does not exist or is not accessible with the configured credentials"
-    )
-
-
-def _translate(exc: Exception, action: str, bucket: str) -> StorageError:
-    """One-line :class:`StorageError` for a botocore error raised while doing ``action``."""
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        code = _error_code(exc)
-        if code in _MISSING_BUCKET_CODES:
-            return _missing_bucket(bucket)
-        message = _one_line(str(exc.response.get("Error", {}).get("Message") or ""))
-        detail = f"{code}: {message}" if message and message != code else code
-        if code in _DENIED_CODES:
-            return StorageError(
-                f"S3 {action} was refused ({detail}): check the credentials and their "
-                f"permissions on bucket {bucket!r}"
-            )
-        return StorageError(f"S3 {action} failed ({detail})")
-    name = type(exc).__name__
-    hint = _BOTO_HINTS.get(name)
-    detail = _one_line(str(exc)) or name
-    return StorageError(f"S3 {action} failed: {detail}" + (f" ({hint})" if hint else ""))
-
-
-@contextmanager
-def _boto_errors(action: str, bucket: str) -> Iterator[None]:
-    """Turn botocore errors (and low-level I/O errors under them) into :class:`StorageError`.
-
-    ``action`` reads like ``"upload of s3://bucket/key"``; :class:`pgvault.errors.PgvaultError`
-    raised inside passes through unchanged.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
-    try:
-        yield
-    except (BotoCoreError, ClientError, Urllib3Error) as exc:
-        raise _translate(exc, action, bucket) from exc
-    except OSError as exc:
-        raise StorageError(f"S3 {action} failed: {_one_line(str(exc))}") from exc
+_CLIENTS: dict[tuple[Any, ...], Any] = {}  # boto3 clients by settings and AWS environment
+_CLIENTS_LOCK = threading.Lock()
 
 
 def _utc(value: datetime) -> datetime:
@@ -146,6 +79,9 @@ class S3Storage(Storage):
         connect_timeout: seconds to open a connection (default :attr:`CONNECT_TIMEOUT`).
         read_timeout: seconds to wait for bytes on an open connection
             (default :attr:`READ_TIMEOUT`).
+        lock_days: Object Lock period of new objects (days) when the target has
+            ``object_lock`` but no ``object_lock_days`` (the database's retention policy
+            gives it: :func:`pgvault.storage.resolve`).
 
     Attributes: ``bucket``; ``prefix`` (``"a/b/"``, or ``""`` for the bucket's root);
     ``part_size`` (bytes); ``object_args`` (encryption and storage class of new objects);
@@ -192,6 +128,7 @@ class S3Storage(Storage):
         max_attempts: int | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        lock_days: float | None = None,
     ) -> None:
         super().__init__(target.url, name)
         self.target = target
@@ -208,20 +145,30 @@ class S3Storage(Storage):
         self._connect_timeout = connect_timeout or self.CONNECT_TIMEOUT
         self._read_timeout = read_timeout or self.READ_TIMEOUT
         self.object_args = self._encryption_args(target)
+        self.locked = target.object_lock or target.object_lock_days is not None
+        self.lock_days = target.object_lock_days or lock_days
         if importlib.util.find_spec("boto3") is None:
             raise ConfigError(
                 f"storage {target.url} needs boto3: install it with pip install 'pgvault[s3]'"
             )
 
     def new_object_args(self) -> dict[str, Any]:
-        """Arguments for a new backup object: encryption, storage class, and the Object Lock
-        retain-until date (now + ``object_lock_days``, UTC) when the target sets one."""
+        """Arguments for a new backup object: encryption, storage class, and on an Object
+        Lock target the retain-until date (now + :attr:`lock_days`, UTC).
+
+        Raises:
+            ConfigError: the target has ``object_lock`` but no period is known.
+        """
         args: dict[str, Any] = dict(self.object_args)
-        if self.target.object_lock_days is not None:
+        if self.locked:
+            if self.lock_days is None:
+                raise ConfigError(
+                    f"storage target {self.name} has object_lock but no object_lock_days, and "
+                    "the database's retention policy has no time-based rule to take the "
+                    "period from: set object_lock_days on the target"
+                )
             args["ObjectLockMode"] = self.target.object_lock_mode
-            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
-                days=self.target.object_lock_days
-            )
+            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.lock_days)
         return args
 
     @staticmethod
@@ -269,16 +216,22 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
-        """The boto3 S3 client, built on first use from the target settings and the AWS chain.
+        """The boto3 client of the target and the AWS chain, shared by the process's stores of
+        the same settings and AWS environment (thread-safe). Raises StorageError if invalid."""
+        aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        limits = (self._max_attempts, self._connect_timeout, self._read_timeout)
+        key = (self.target.model_dump_json(), limits, aws)
+        with _CLIENTS_LOCK:
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self._new_client()
+            return _CLIENTS[key]
 
-        Raises:
-            StorageError: the profile or the AWS configuration is invalid.
-        """
+    def _new_client(self) -> Any:
         import boto3
         import botocore.session
         from botocore.config import Config
 
-        with _boto_errors(f"client setup for {self.url}", self.bucket):
+        with boto_errors(f"client setup for {self.url}", self.bucket):
             core = botocore.session.Session(profile=self.target.profile)
             attempts = self._max_attempts or core.get_config_variable("max_attempts")
             config = Config(
@@ -319,7 +272,7 @@ class S3Storage(Storage):
 
     def errors(self, action: str) -> AbstractContextManager[None]:
         """Context manager translating botocore errors of ``action`` (see :func:`_boto_errors`)."""
-        return _boto_errors(action, self.bucket)
+        return boto_errors(action, self.bucket)
 
     def open_write(self, key: str) -> ObjectWriter:
         """Start a streaming upload of ``key``; nothing is sent before the first full part.
@@ -344,14 +297,15 @@ class S3Storage(Storage):
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
-                if _error_code(exc) in _MISSING_KEY_CODES:
+                if error_code(exc) in MISSING_KEY_CODES:
                     raise NotFound(f"stored object {key!r} is missing from {self.url}") from exc
                 raise
         raw = S3Reader(response["Body"], self, self.uri(object_key))
         return io.BufferedReader(raw, self.READ_BUFFER_SIZE)
 
     def stat(self, key: str) -> ObjectInfo | None:
-        """The object's size (bytes) and last modification (UTC), or None if it is missing.
+        """The object's size (bytes), last modification (UTC) and Object Lock state
+        (``ObjectLockRetainUntilDate``, ``ObjectLockLegalHoldStatus``), or None if missing.
 
         Raises:
             StorageError: the request failed (a missing bucket included).
@@ -363,10 +317,17 @@ class S3Storage(Storage):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=object_key)
             except ClientError as exc:
-                if _error_code(exc) in _MISSING_KEY_CODES:
+                if error_code(exc) in MISSING_KEY_CODES:
                     return None
                 raise
-        return ObjectInfo(key, int(head["ContentLength"]), _utc(head["LastModified"]))
+        until = head.get("ObjectLockRetainUntilDate")
+        return ObjectInfo(
+            key,
+            int(head["ContentLength"]),
+            _utc(head["LastModified"]),
+            retain_until=_utc(until) if isinstance(until, datetime) else None,
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Committed objects whose key starts with ``prefix``, keys relative to the target,
@@ -393,14 +354,27 @@ class S3Storage(Storage):
         yield from sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
-        """Delete the object; a missing one is fine.
+        """Delete the object; a missing one is fine. On an Object Lock target (a versioned
+        bucket, where a plain delete only adds a delete marker and leaves the bytes) every
+        version of the key is deleted.
 
         Raises:
-            StorageError: the request failed.
+            StorageError: the request failed (for a version still locked: refused).
         """
         object_key = self.object_key(key)
         with self.errors(f"delete of {self.uri(object_key)}"):
-            self.client.delete_object(Bucket=self.bucket, Key=object_key)
+            if not self.locked:
+                self.client.delete_object(Bucket=self.bucket, Key=object_key)
+                return
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=object_key
+            )
+            for page in pages:
+                for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    if item["Key"] == object_key:
+                        self.client.delete_object(
+                            Bucket=self.bucket, Key=object_key, VersionId=item["VersionId"]
+                        )
 
     def discard_partial(self, key: str) -> None:
         """Abort every unfinished multipart upload of ``key`` (left by a crashed writer).
@@ -438,52 +412,68 @@ class S3Storage(Storage):
                     Bucket=self.bucket, Key=object_key, UploadId=upload_id
                 )
             except ClientError as exc:
-                if _error_code(exc) not in ("NoSuchUpload", "404"):
+                if error_code(exc) not in ("NoSuchUpload", "404"):
                     raise
 
+    def discard_partials(self, prefix: str, before: datetime) -> int:
+        """Abort the unfinished multipart uploads under ``prefix`` started before ``before``.
+
+        Raises:
+            StorageError: the uploads cannot be listed or aborted.
+        """
+        full = self.prefix + prefix
+        with self.errors(f"listing of unfinished uploads under {self.uri(full)}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            stale = [
+                (str(upload["Key"]), str(upload["UploadId"]))
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if _utc(upload["Initiated"]) < before
+            ]
+        for object_key, upload_id in stale:
+            self.abort_upload(object_key, upload_id)
+        return len(stale)
+
+    def get_object(self, object_key: str, **args: Any) -> tuple[IO[bytes], dict[str, Any]]:
+        """``GetObject`` of the S3 key ``object_key`` taken as is (no prefix, no key check:
+        file snapshots read an application's own keys): an unbuffered stream and the response
+        fields (``ContentLength``, ``ETag``, ``LastModified``, ``ContentType``, ``Metadata``,
+        ``VersionId``, ...). ``args`` are passed on (``VersionId``, ``IfMatch``).
+
+        Raises:
+            NotFound: no such key (or version).
+            StorageError: the request failed (``PreconditionFailed`` for a failed
+                ``IfMatch`` included); reads of the stream raise StorageError too.
+        """
+        from botocore.exceptions import ClientError
+
+        with self.errors(f"download of {self.uri(object_key)}"):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key, **args)
+            except ClientError as exc:
+                if error_code(exc) in MISSING_KEY_CODES | {"NoSuchVersion"}:
+                    raise NotFound(f"{self.uri(object_key)} does not exist (any more)") from exc
+                raise
+        # Unbuffered: callers read whole small objects or large chunks, and a buffer per
+        # object would cost its size in allocations for nothing.
+        raw = S3Reader(response.pop("Body"), self, self.uri(object_key))
+        return cast(IO[bytes], raw), response
+
+    def open_object_write(self, object_key: str, extra_args: dict[str, Any]) -> ObjectWriter:
+        """A streaming upload to the S3 key ``object_key`` taken as is (no prefix, no key
+        check), with ``extra_args`` added to ``PutObject``/``CreateMultipartUpload``
+        (``ContentType``, ``Metadata``, ``CacheControl``, ...): restoring an application's
+        own objects. Same all-or-nothing semantics as :meth:`open_write`."""
+        return MultipartWriter(self, object_key, object_key, extra_args)
+
     def check_writable(self) -> None:
-        """Prove the bucket exists and accepts writes and deletes under the prefix: a
-        ``HeadBucket``, then a small probe object put (with the target's encryption and
-        storage class) and deleted.
+        """Prove the bucket exists and accepts writes and deletes under the prefix (see
+        :func:`pgvault.storage.s3_errors.check_writable`).
 
         Raises:
             StorageError: one line, e.g. ``S3 bucket 'x' does not exist or is not accessible
                 with the configured credentials``.
         """
-        from botocore.exceptions import ClientError
-
-        with self.errors(f"access check of bucket {self.bucket!r}"):
-            try:
-                self.client.head_bucket(Bucket=self.bucket)
-            except ClientError as exc:
-                if _error_code(exc) in _MISSING_KEY_CODES | _MISSING_BUCKET_CODES | _DENIED_CODES:
-                    raise _missing_bucket(self.bucket) from exc
-                raise
-        probe = self.object_key(f".pgvault-write-check-{os.getpid()}-{secrets.token_hex(4)}")
-        self._probe(
-            "write",
-            "s3:PutObject",
-            self.client.put_object,
-            Key=probe,
-            Body=b"ok",
-            **self.object_args,
-        )
-        self._probe("delete", "s3:DeleteObject", self.client.delete_object, Key=probe)
-
-    def _probe(self, verb: str, permission: str, call: Any, **kwargs: Any) -> None:
-        """Run one request of :meth:`check_writable`; a refusal names the missing permission."""
-        from botocore.exceptions import ClientError
-
-        where = self.uri(self.prefix)
-        with self.errors(f"test {verb} under {where}"):
-            try:
-                call(Bucket=self.bucket, **kwargs)
-            except ClientError as exc:
-                code = _error_code(exc)
-                if code in _DENIED_CODES:
-                    raise StorageError(
-                        f"S3 bucket {self.bucket!r} does not allow {verb}s under {where} with "
-                        f"the configured credentials ({code}): grant {permission} or choose "
-                        "another storage target"
-                    ) from exc
-                raise
+        check_writable(self)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +48,9 @@ class S3Object(Protocol):
     def abort_upload(self, object_key: str, upload_id: str) -> None:
         """Abort one multipart upload."""
 
+    def discard_partial(self, key: str) -> None:
+        """Abort every unfinished multipart upload of ``key``."""
+
     def uri(self, object_key: str) -> str:
         """``s3://bucket/key`` of an object, for messages."""
 
@@ -73,6 +78,13 @@ class S3Reader(io.RawIOBase):
             data: bytes = self._body.read()
         return data
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all when negative or None), straight from the response: one
+        allocation, no intermediate buffer."""
+        with self._store.errors(f"download of {self._uri}"):
+            data: bytes = self._body.read(None if size is None or size < 0 else size)
+        return data
+
     def close(self) -> None:
         if not self.closed:
             try:
@@ -82,10 +94,26 @@ class S3Reader(io.RawIOBase):
 
 
 class MultipartWriter(ObjectWriter):
-    """One streaming upload: a buffer of at most one part, parts uploaded as they fill."""
+    """One streaming upload: a buffer of at most one part, parts uploaded as they fill.
 
-    def __init__(self, store: S3Object, key: str, object_key: str) -> None:
+    :meth:`abort` is robust under load and outages: it retries for up to
+    :attr:`ABORT_SECONDS`, and when a request starting the upload got no answer (a timeout:
+    the server may still create it), it lists the key's unfinished uploads and aborts them,
+    again after :attr:`SETTLE_SECONDS`, so a late-created upload is not left behind.
+    """
+
+    ABORT_SECONDS = 10.0
+    SETTLE_SECONDS = (1.0, 2.0)
+
+    def __init__(
+        self,
+        store: S3Object,
+        key: str,
+        object_key: str,
+        extra_args: dict[str, Any] | None = None,
+    ) -> None:
         self._store = store
+        self._extra = dict(extra_args or {})
         self._key = key
         self._object_key = object_key
         self._uri = store.uri(object_key)
@@ -94,6 +122,7 @@ class MultipartWriter(ObjectWriter):
         self._parts: list[dict[str, Any]] = []
         self._uploaded = 0  # bytes in completed parts
         self._state = "open"  # open, failed, committed, aborted
+        self._uncertain = False  # a start request got no answer: an upload may exist
 
     def write(self, data: bytes, /) -> int:
         """Append ``data``; uploads a part each time the buffer reaches the part size.
@@ -133,6 +162,7 @@ class MultipartWriter(ObjectWriter):
                         Key=self._object_key,
                         Body=self._buffer,
                         **self._store.new_object_args(),
+                        **self._extra,
                     )
                 self._uploaded = len(self._buffer)
             else:
@@ -149,19 +179,34 @@ class MultipartWriter(ObjectWriter):
         return ObjectInfo(self._key, self._uploaded, datetime.now(UTC))
 
     def abort(self) -> None:
-        """Abort the multipart upload, if one was started; never raises (a failure is logged:
-        :meth:`S3Storage.discard_partial` removes the upload later)."""
+        """Abort the multipart upload, if one was (or may have been) started; never raises
+        (what cannot be aborted in :attr:`ABORT_SECONDS` is logged: the backup's cleanup and
+        the next start remove it through :meth:`S3Storage.discard_partial`)."""
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
         self._buffer = bytearray()
         upload_id, self._upload_id = self._upload_id, None
-        if upload_id is None:
-            return
-        try:
-            self._store.abort_upload(self._object_key, upload_id)
-        except Exception as exc:  # abort() never raises
-            log.warning("unfinished upload of %s left behind: %s", self._uri, exc)
+        deadline = time.monotonic() + self.ABORT_SECONDS
+        if upload_id is not None:
+            self._retry(lambda: self._store.abort_upload(self._object_key, upload_id), deadline)
+        if self._uncertain:
+            for pause in (0.0, *self.SETTLE_SECONDS):
+                time.sleep(pause)
+                self._retry(lambda: self._store.discard_partial(self._key), deadline)
+
+    def _retry(self, action: Callable[[], None], deadline: float) -> None:
+        delay = 0.5
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:  # abort() never raises
+                if time.monotonic() + delay > deadline:
+                    log.warning("unfinished upload of %s left behind for now: %s", self._uri, exc)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _check_open(self) -> None:
         if self._state == "failed":
@@ -182,14 +227,17 @@ class MultipartWriter(ObjectWriter):
                     "the object is larger than S3 allows"
                 )
             if self._upload_id is None:
+                self._uncertain = True  # until the answer arrives
                 with store.errors(f"start of the upload of {self._uri}"):
                     created = store.client.create_multipart_upload(
                         Bucket=store.bucket,
                         Key=self._object_key,
                         **store.new_object_args(),
+                        **self._extra,
                         **checksum_args,
                     )
                 self._upload_id = str(created["UploadId"])
+                self._uncertain = False
             with store.errors(f"upload of part {number} of {self._uri}"):
                 response = store.client.upload_part(
                     Bucket=store.bucket,

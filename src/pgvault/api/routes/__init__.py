@@ -9,9 +9,11 @@ from pgvault.api.routes.audit import router as audit_router
 from pgvault.api.routes.auth import router as auth_router
 from pgvault.api.routes.backups import router as backups_router
 from pgvault.api.routes.databases import router as databases_router
+from pgvault.api.routes.files import router as files_router
 from pgvault.api.routes.health import router as health_router
 from pgvault.api.routes.jobs import router as jobs_router
 from pgvault.api.routes.operations import router as operations_router
+from pgvault.api.routes.physical import router as physical_router
 from pgvault.api.routes.restores import router as restores_router
 from pgvault.api.routes.stats import router as stats_router
 from pgvault.api.routes.tokens import router as tokens_router
@@ -29,4 +31,6 @@ ROUTERS: list[APIRouter] = [
     stats_router,
     audit_router,
     operations_router,
+    files_router,
+    physical_router,
 ]

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from pgvault.api.deps import CatalogDep, require_role
 from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import AuditOut
-from pgvault.service import audit
+from pgvault.catalog import audit
 
 router = APIRouter(tags=["audit"], responses=ERRORS, dependencies=[require_role("admin")])
 

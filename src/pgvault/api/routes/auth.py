@@ -33,8 +33,10 @@ def _out(pair: TokenPair) -> TokenPairOut:
 @router.post("/setup", response_model=UserOut, status_code=status.HTTP_201_CREATED)
 def setup(body: SetupIn, request: Request, catalog: CatalogDep) -> UserOut:
     """Create the first user, an owner; works only while no user exists (then 409)."""
-    request.state.audit_actor = body.username
-    return UserOut.of(users.setup(catalog, body.username, body.password))
+    request.state.audit_actor = "unknown"
+    created = users.setup(catalog, body.username, body.password)
+    request.state.audit_actor = created.username
+    return UserOut.of(created)
 
 
 @router.post("/auth/login", response_model=TokenPairOut)
@@ -43,7 +45,7 @@ def login(
 ) -> TokenPairOut:
     """Exchange a user name and password for an access token and a refresh token.
     Repeated failures are slowed, then refused for a while (429)."""
-    request.state.audit_actor = body.username
+    request.state.audit_actor = users.audit_name(catalog, body.username)
     user = users.authenticate(
         settings, catalog, body.username, body.password, client_address(request)
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -31,8 +31,12 @@ from pgvault.api.schemas import (
     TriggerQ,
 )
 from pgvault.api.streams import backup_download
+from pgvault.api.uploads import MultipartStream, check_length, multipart_body
 from pgvault.catalog.records import BackupRecord
+from pgvault.config.settings import Settings
 from pgvault.dumps.encryption import decryptor_from
+from pgvault.errors import ConfigError
+from pgvault.operations import prune
 from pgvault.service import jobs
 
 router = APIRouter(tags=["backups"], responses=ERRORS)
@@ -63,6 +67,7 @@ def start_backup(
     it ends and answers the backup. The same ``Idempotency-Key`` within a day answers the
     same job instead of starting another."""
     target = databases.from_config(settings, body.database)
+    _configured_storage(settings, body.storage)
     backup_request = backups.BackupRequest(
         target=target,
         dump_format=body.format,
@@ -90,6 +95,22 @@ def start_backup(
     return BackupDoneOut(
         job=JobOut.model_validate(job.model_dump()),
         backup=BackupOut.of(catalog.get_backup(str(job.backup_id))),
+    )
+
+
+def _configured_storage(settings: Settings, name: str | None) -> None:
+    """Over the API a storage target is chosen by its configured name only: no path or URL
+    from a request ever becomes a place pgvault writes to.
+
+    Raises:
+        ConfigError: not a configured target's name (400, listing the names).
+    """
+    if name is None or name in settings.storage_targets:
+        return
+    known = ", ".join(sorted(settings.storage_targets)) or "none configured"
+    raise ConfigError(
+        f"unknown storage target {name[:80]!r}: name one of the configured targets ({known}); "
+        "paths and URLs are not accepted here"
     )
 
 
@@ -157,8 +178,9 @@ def get_backup(backup_id: str, catalog: CatalogDep) -> BackupOut:
     "/backups/{backup_id}", response_model=BackupOut, dependencies=[require_role("admin")]
 )
 def delete_backup(backup_id: str, settings: SettingsDep, catalog: CatalogDep) -> BackupOut:
-    """Delete the stored files; the row stays as ``deleted``."""
-    return BackupOut.of(backups.delete(settings, catalog, backup_id))
+    """Delete the stored files; the row stays as ``deleted``. 403 for one of the database's
+    ``minimum_redundancy`` newest completed backups."""
+    return BackupOut.of(prune.delete_backup(settings, catalog, backup_id))
 
 
 def _stream(settings: SettingsDep, catalog: CatalogDep, backup_id: str) -> StreamingResponse:
@@ -182,10 +204,13 @@ def download(backup_id: str, settings: SettingsDep, catalog: CatalogDep) -> Stre
     response_model=DownloadLinkOut,
     dependencies=[require_role("operator")],
 )
-def download_link(backup_id: str, catalog: CatalogDep, tokens: TokensDep) -> DownloadLinkOut:
-    """A signed link, valid a few minutes, for browsers (no bearer token in a URL)."""
+def download_link(
+    backup_id: str, catalog: CatalogDep, tokens: TokensDep, caller: Caller
+) -> DownloadLinkOut:
+    """A signed link, valid a few minutes, for browsers (no bearer token in a URL); it stops
+    working when its creator is deleted, disabled or revoked."""
     catalog.get_backup(backup_id)
-    token, expires = tokens.sign_download(backup_id)
+    token, expires = tokens.sign_download(backup_id, caller)
     return DownloadLinkOut(url=f"/api/v1/downloads/{token}", expires_at=expires)
 
 
@@ -194,8 +219,8 @@ def signed_download(
     token: str, request: Request, settings: SettingsDep, catalog: CatalogDep, tokens: TokensDep
 ) -> StreamingResponse:
     """Download by a signed link (``POST /backups/{id}/download-link``); 401 once expired."""
-    backup_id = tokens.check_download(token)
-    request.state.audit_actor = "download-link"
+    backup_id, creator = tokens.check_download(token)
+    request.state.audit_actor = f"download-link:{creator.actor}"
     request.state.audit_target = f"backup={backup_id}"
     return _stream(settings, catalog, backup_id)
 
@@ -231,3 +256,41 @@ def verify_backup(
     )
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.model_validate(job.model_dump())
+
+
+@router.post(
+    "/backups/upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BackupOut,
+    responses={413: {"description": "The upload is over the size limit."}},
+    dependencies=[require_role("admin")],
+    openapi_extra=multipart_body({}, required=[]),
+)
+def upload_backup(
+    request: Request,
+    settings: SettingsDep,
+    catalog: CatalogDep,
+    caller: Caller,
+    database: Annotated[str, Query(max_length=255, description="A configured database.")],
+) -> BackupOut:
+    """Store an uploaded dump (``multipart/form-data``, one ``file`` part; custom, plain or a
+    directory tar; gzip/zstd/age by content) as a completed backup of ``database`` with
+    trigger ``upload``. The file streams into storage while it is checked (no temporary
+    copy); not a dump: 400, nothing kept; over ``api.max_upload_bytes``: 413."""
+    target = databases.from_config(settings, database)
+    limit = settings.api.max_upload_bytes
+    check_length(request, limit)
+    form = MultipartStream(request)
+    form.read_fields()
+    record = backups.receive_upload(
+        settings,
+        catalog,
+        target,
+        cast(IO[bytes], form),
+        limit=limit,
+        decrypt=decryptor_from(settings.age_identity_file),
+        created_by=caller.actor,
+        filename=form.filename,
+    )
+    request.state.audit_target = f"backup={record.id}"
+    return BackupOut.of(record)

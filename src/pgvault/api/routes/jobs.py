@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from pgvault.api.routes._common import ERRORS
 from pgvault.api.schemas import JobOut
 from pgvault.catalog.jobs import JobStatus
 from pgvault.errors import PermissionDenied
+from pgvault.service import jobs
 from pgvault.service.jobs import ENDED, JobRunner
 from pgvault.service.users import role_allows
 
@@ -52,20 +52,12 @@ def get_job(job_id: str, runner: RunnerDep) -> JobOut:
 )
 async def job_events(job_id: str, runner: RunnerDep) -> StreamingResponse:
     """The job as server-sent events: ``progress`` on each change, ``end`` when it ends."""
-    first = await run_in_threadpool(_out, runner, job_id)  # 404 before the stream starts
+    first = await run_in_threadpool(runner.get, job_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[str]:
-        job, last = first, ""
-        while True:
-            text = job.model_dump_json()
-            if text != last:
-                kind = "end" if job.status in ENDED else "progress"
-                yield f"event: {kind}\ndata: {text}\n\n"
-                last = text
-                if kind == "end":
-                    return
-            await asyncio.sleep(EVENT_EVERY)
-            job = await run_in_threadpool(_out, runner, job_id)
+        async for job in jobs.watch(runner, first, EVENT_EVERY):
+            kind = "end" if job.status in ENDED else "progress"
+            yield f"event: {kind}\ndata: {job.model_dump_json()}\n\n"  # JobOut's fields
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -56,7 +56,10 @@ def apply_retention(
     database: str | None = None,
 ) -> list[prune.PruneItem]:
     """Apply retention (the configured policies, or ad hoc "keep the last N"); with
-    ``dry_run`` (the default) only report what would go and why."""
+    ``dry_run`` (the default) only report what would go and why. The
+    ``minimum_redundancy`` newest completed backups are never deleted, and nothing is
+    while retention is held (``held``: the newest backup attempt failed, or no completed
+    backup within the policy's shortest period)."""
     return prune.apply(settings, catalog, database=database, dry_run=dry_run, keep_last=keep_last)
 
 

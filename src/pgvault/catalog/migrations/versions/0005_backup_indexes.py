@@ -1,12 +1,13 @@
 """backups at scale: an index for every listing, page and seek; per-day totals
 
-Replaces ``ix_backups_database_started`` (database, started_at) and ``ix_backups_status``
-(status) by indexes that each end with ``(started_at, id)``, the order of every listing, and
-adds ``backup_days`` (backups per UTC day and database, by status, with the bytes of the
-completed ones), filled here from the rows already there.
+Replaces ``ix_backups_database_started`` (database, started_at), ``ix_backups_status``
+(status) and ``ix_backups_started_id`` (started_at, id; revision 0009) by indexes that each
+end with ``(started_at, id)``, the order of every listing, and adds ``backup_days``
+(backups per UTC day and database, by status, with the bytes of the completed ones), filled
+here from the rows already there.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -36,6 +37,7 @@ STATUSES = ("completed", "failed", "interrupted", "running", "deleted")
 def upgrade() -> None:
     op.drop_index("ix_backups_database_started", table_name="backups")
     op.drop_index("ix_backups_status", table_name="backups")
+    op.drop_index("ix_backups_started_id", table_name="backups")
     for name, columns in INDEXES.items():
         op.create_index(name, "backups", list(columns))
     op.create_table(
@@ -61,5 +63,6 @@ def downgrade() -> None:
     op.drop_table("backup_days")
     for name in INDEXES:
         op.drop_index(name, table_name="backups")
+    op.create_index("ix_backups_started_id", "backups", ["started_at", "id"])
     op.create_index("ix_backups_status", "backups", ["status"])
     op.create_index("ix_backups_database_started", "backups", ["database", "started_at"])
