@@ -132,7 +132,10 @@ class GuardMiddleware:
 
         async def guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_security_headers(path)]
+                own = list(message.get("headers", []))
+                named = {name.lower() for name, _ in own}  # a page's own headers stay
+                extra = [h for h in _security_headers(path) if h[0] not in named]
+                message["headers"] = [*own, *extra]
                 masked = redact.mask_path(path)
                 if masked != path:  # what the server's access log prints, after routing
                     scope["path"] = masked
