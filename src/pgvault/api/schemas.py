@@ -166,6 +166,11 @@ class BackupsOut(BaseModel):
     items: list[BackupOut]
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as cursor for the next page (keyset: stable while backups are "
+        "added); null on the last page.",
+    )
     days: list[DayGroup] | None = Field(default=None, description="With group_by=day.")
 
 

@@ -3,8 +3,11 @@
 Owns all SQL that pgvault runs against its own database (no other package does): the engine
 and Alembic migrations (``engine``), the tables (``tables``), typed rows (``records``), and one
 module per kind of row — ``backups`` (with copies), ``restores``, ``stats`` (aggregates),
-``accounts`` (users, tokens, login failures), ``jobs`` (with idempotency keys), ``audit`` — and
-named cross-process ``locks``. It knows nothing of pg_dump, storage or HTTP.
+``days`` (per-day totals kept with every backup write), ``newest`` (each database's newest
+rows for health), ``accounts`` (users, tokens, login
+failures), ``jobs`` (with idempotency keys), ``audit`` — and named cross-process ``locks``.
+Every listing and aggregate reads an index (never every row into Python). It knows nothing
+of pg_dump, storage or HTTP.
 """
 
 from __future__ import annotations

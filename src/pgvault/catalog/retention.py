@@ -1,9 +1,10 @@
 """Catalog rows of retention: what one database's retention decides on, and its holds.
 
-:func:`history` is the one query feeding :func:`pgvault.operations.retention_copies.plan`
-(today every live row of the database and their copies; it is the place to bound the scan
-by the policy). A hold (:class:`HoldRecord`) marks a database whose retention deletes
-nothing for now, so its warning is notified once. Only this package runs SQL.
+:func:`history` is the one query feeding :func:`pgvault.operations.retention_copies.plan`:
+the database's live rows, read slim off an index, and their copies. After a prune those are
+what the policy keeps, so the read is bounded by the policy, not by the whole history. A
+hold (:class:`HoldRecord`) marks a database whose retention deletes nothing for now, so its
+warning is notified once. Only this package runs SQL.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ class RetentionHistory:
 
 
 def history(catalog: Catalog, database: str) -> RetentionHistory:
-    """Every live row of ``database`` and their copies.
+    """Every live (not ``deleted``) row of ``database``, newest first, and their copies.
+
+    The rows hold only what retention decides on
+    (:data:`pgvault.catalog.stats.RETENTION_COLUMNS`): read a row whole
+    (:meth:`~pgvault.catalog.Catalog.get_backup`) before changing it.
 
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    rows = catalog.list_backups(database=database, include_deleted=False)
+    rows = catalog.retention_rows(database)
     return RetentionHistory(rows, catalog.copies_of([r.id for r in rows]))
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -49,6 +50,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 metadata = MetaData()
+
+BACKUP_INDEXES: dict[str, tuple[str, ...]] = {
+    # newest-first listing, keyset pages, one day's counts; with status in it the default
+    # listing (status <> 'deleted') and deep offsets read the index alone
+    "ix_backups_started": ("started_at", "id", "status", "database", "size_bytes"),
+    # one database's rows newest first (any status), its last run, the database names
+    "ix_backups_database_started": ("database", "started_at", "id", "status"),
+    # one database's newest (or oldest) completed backup, the comparable one before it
+    "ix_backups_database_status": ("database", "status", "started_at", "id"),
+    # listings filtered by status, environment or trigger alone
+    "ix_backups_status_started": ("status", "started_at", "id"),
+    "ix_backups_environment_started": ("environment", "started_at", "id", "status"),
+    "ix_backups_trigger_started": ("trigger", "started_at", "id", "status"),
+}
+"""The indexes of ``backups`` (revision 0005). Every listing is ordered by
+``(started_at, id)`` newest first (``id`` breaks ties), so each index puts those columns
+right after its equality columns and a page is read straight off one of them."""
 
 backups = Table(
     "backups",
@@ -90,9 +108,7 @@ backups = Table(
     Column("verify_detail", Text),
     Column("pinned", Boolean, nullable=False, default=False),
     Column("manifest_version", Integer, nullable=False, default=1),
-    Index("ix_backups_database_started", "database", "started_at"),
-    Index("ix_backups_status", "status"),
-    Index("ix_backups_started_id", "started_at", "id"),
+    *(Index(name, *columns) for name, columns in BACKUP_INDEXES.items()),
 )
 
 restores = Table(
@@ -115,6 +131,22 @@ restores = Table(
     Column("created_by", String(255)),
     Index("ix_restores_started", "started_at"),
 )
+
+backup_days = Table(
+    "backup_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("database", String(255), primary_key=True),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("interrupted", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Column("total_bytes", BigInteger, nullable=False),
+)
+"""Per UTC day (of ``started_at``) and database: backup rows by status and the bytes of the
+completed ones (revision 0005). Kept by :mod:`pgvault.catalog.days` in the transaction of
+every write to ``backups``, so history and totals read days, not every row."""
 
 backup_copies = Table(
     "backup_copies",

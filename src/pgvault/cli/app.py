@@ -5,6 +5,9 @@ Each command module parses its options, calls one domain function and renders th
 none holds backup or restore logic. A :class:`~pgvault.errors.PgvaultError` ends in
 :func:`run` as one line on stderr and the exit code of its class
 (:data:`pgvault.errors.EXIT_CODES`).
+
+Nothing here or in the command modules imports the domain, the catalog or the settings at
+import time: ``--help`` and ``--version`` load only Typer, and each command what it uses.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import typer
 from pgvault import __version__, redact
 from pgvault.cli import backups, demo, maintenance, ops, render, restores, serve, wal
 from pgvault.cli import files as files_cli
-from pgvault.config.settings import load_settings
 from pgvault.errors import PgvaultError, exit_code
 
 app = typer.Typer(
@@ -60,6 +62,8 @@ def main(
     ] = False,
 ) -> None:
     """PostgreSQL backups you can restore."""
+    from pgvault.config.settings import load_settings
+
     os.umask(0o077)  # what pgvault and its children write is private (0600/0700)
     level = logging.WARNING - 10 * min(verbose, 2)
     fmt = "%(asctime)s " if verbose else ""

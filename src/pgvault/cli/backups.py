@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
-from pgvault import backups, databases, storage
-from pgvault.catalog.records import BackupCopy, BackupRecord, BackupStatus
-from pgvault.cli import files as files_cli
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -21,11 +18,14 @@ from pgvault.cli.common import (
     open_catalog,
     settings_of,
 )
-from pgvault.cli.progress import BytesProgress
-from pgvault.config.settings import Settings
 from pgvault.errors import EXIT_CODES, BackupError, ConfigError
-from pgvault.operations import verify
-from pgvault.postgres import conninfo
+
+if TYPE_CHECKING:
+    from pgvault import databases
+    from pgvault.backups import BackupRequest
+    from pgvault.catalog.records import BackupCopy, BackupRecord
+    from pgvault.config.settings import Settings
+    from pgvault.postgres.conninfo import ConnInfo
 
 DatabaseOpt = Annotated[
     str | None, typer.Option("--database", "-d", help="A database named in the config.")
@@ -129,10 +129,15 @@ def backup(
         from pgvault.cli import wal
 
         return wal.backup_physical(ctx, database, incremental, as_json)
+    from pgvault import backups, databases
+    from pgvault.cli import files as files_cli
+    from pgvault.cli.progress import BytesProgress
+    from pgvault.postgres import conninfo
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
 
-    def request(target: databases.DatabaseTarget) -> backups.BackupRequest:
+    def request(target: databases.DatabaseTarget) -> BackupRequest:
         return backups.BackupRequest(
             target=target,
             dump_format=dump_format,
@@ -194,8 +199,13 @@ def list_(
 ) -> None:
     """List backups, newest first. From the catalog, or with --from-storage from the
     manifests in a storage target."""
+    from pgvault.catalog.records import BackupStatus
+    from pgvault.cli import files as files_cli
+
     settings = settings_of(ctx)
     if from_storage:
+        from pgvault import backups, storage
+
         found = backups.stored_manifests(storage.resolve(settings, storage_name))
         chosen = [
             r
@@ -274,6 +284,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show everything the catalog knows about one backup."""
+    from pgvault.cli import files as files_cli
+
     catalog = open_catalog(settings_of(ctx))
     record = catalog.find_backup(backup_id, database=database)
     if as_json:
@@ -306,6 +318,8 @@ def verify_(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a backup's stored bytes and archive. --full also test-restores it."""
+    from pgvault.operations import verify
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)
@@ -324,7 +338,10 @@ def verify_(
         render.info(f"backup {record.id}: ok ({result.detail})")
 
 
-def _server_of(settings: Settings, record: BackupRecord, url: str | None) -> conninfo.ConnInfo:
+def _server_of(settings: Settings, record: BackupRecord, url: str | None) -> ConnInfo:
+    from pgvault import databases
+    from pgvault.postgres import conninfo
+
     if url is not None:
         return conninfo.parse(url)
     if record.database in settings.databases:
@@ -343,6 +360,9 @@ def download(
     identity: IdentityOpt = None,
 ) -> None:
     """Copy a stored backup to a local file (optionally decompressed)."""
+    from pgvault import backups
+    from pgvault.cli.progress import BytesProgress
+
     settings = settings_of(ctx)
     catalog = open_catalog(settings)
     record = catalog.find_backup(backup_id, database=database)

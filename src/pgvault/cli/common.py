@@ -1,6 +1,10 @@
 """What every CLI command module shares: the settings on the Typer context, the catalog
 (with what dead processes left repaired at open), the audit actor, the ``--json`` and
-``--identity`` options."""
+``--identity`` options.
+
+Command modules import the domain inside their command functions (and types under
+``TYPE_CHECKING``), so ``pgvault --help`` and each command load only what they use.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,14 @@ import getpass
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgvault.catalog import Catalog
-from pgvault.config.settings import Settings
-from pgvault.dumps.encryption import Decryptor, decryptor_from
-from pgvault.operations import startup
+if TYPE_CHECKING:
+    from pgvault.catalog import Catalog
+    from pgvault.config.settings import Settings
+    from pgvault.dumps.encryption import Decryptor
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IdentityOpt = Annotated[
@@ -34,6 +38,8 @@ def add_command(app: typer.Typer, name: str, function: Callable[..., None]) -> N
 
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings the app callback loaded (``ctx.obj``)."""
+    from pgvault.config.settings import Settings
+
     settings = ctx.obj
     assert isinstance(settings, Settings)
     return settings
@@ -42,6 +48,9 @@ def settings_of(ctx: typer.Context) -> Settings:
 def open_catalog(settings: Settings) -> Catalog:
     """Open the catalog and repair what dead processes left (interrupted backups, unfinished
     swaps, work directories: :func:`pgvault.operations.startup.recover`)."""
+    from pgvault.catalog import Catalog
+    from pgvault.operations import startup
+
     catalog = Catalog.open(settings.catalog_location)
     startup.recover(settings, catalog)
     return catalog
@@ -49,6 +58,8 @@ def open_catalog(settings: Settings) -> Catalog:
 
 def decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
     """The age identities of ``--identity`` (else the configured identity file), if any."""
+    from pgvault.dumps.encryption import decryptor_from
+
     return decryptor_from(identity or settings.age_identity_file)
 
 

@@ -1,6 +1,6 @@
 """``pgvault files ...``: snapshots of file sets (an app's uploaded files), their restores,
 verification and retention. Each command calls one domain function of
-:mod:`pgvault.files` and renders its answer; errors end in :func:`pgvault.cli.main.run`.
+:mod:`pgvault.files` and renders its answer; errors end in :func:`pgvault.cli.app.run`.
 
 Also the few lines ``list``/``show``/``backup``/``restore`` print about linked snapshots.
 """
@@ -10,34 +10,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from pgvault.catalog import Catalog
-from pgvault.catalog import files as rows
-from pgvault.catalog.files import FileSnapshotRecord
-from pgvault.catalog.records import BackupRecord
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, open_catalog, settings_of
-from pgvault.config.settings import Settings
-from pgvault.dumps.encryption import Decryptor, decryptor_from
-from pgvault.dumps.layers import DecryptHook
 from pgvault.errors import ConfigError
-from pgvault.files import restore, sets, verify
-from pgvault.files.plan import RestoreCounts
-from pgvault.files.snapshot import SnapshotRequest, snapshot
-from pgvault.files.transfer import TransferProgress
-from pgvault.operations import file_retention as retention
+
+if TYPE_CHECKING:
+    from rich.progress import (
+        TaskID,
+    )
+
+    from pgvault.catalog import Catalog
+    from pgvault.catalog.files import FileSnapshotRecord
+    from pgvault.catalog.records import BackupRecord
+    from pgvault.config.settings import Settings
+    from pgvault.dumps.encryption import Decryptor
+    from pgvault.dumps.layers import DecryptHook
+    from pgvault.files.plan import RestoreCounts
+    from pgvault.files.transfer import TransferProgress
 
 app = typer.Typer(
     help="File snapshots: an app's uploaded files (S3 prefix or directory).",
@@ -70,6 +63,15 @@ class FilesProgress:
     """Objects, bytes, rate and ETA of a transfer, on stderr (a terminal only)."""
 
     def __init__(self, enabled: bool = True) -> None:
+        from rich.progress import (
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._enabled = enabled and render.err.is_terminal
         self._progress = Progress(
             SpinnerColumn(),
@@ -110,12 +112,16 @@ class FilesProgress:
 
 
 def _catalog(settings: Settings) -> Catalog:
+    from pgvault.files import sets
+
     catalog = open_catalog(settings)
     sets.recover_interrupted(settings, catalog)
     return catalog
 
 
 def _decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
+    from pgvault.dumps.encryption import decryptor_from
+
     return decryptor_from(identity or settings.age_identity_file)
 
 
@@ -126,6 +132,8 @@ def _pick(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
 @app.command("snapshot")
 def snapshot_(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Take a snapshot of the file set NAME (its files.NAME section in the config)."""
+    from pgvault.files.snapshot import SnapshotRequest, snapshot
+
     settings = settings_of(ctx)
     catalog = _catalog(settings)
     with FilesProgress(enabled=not as_json) as progress:
@@ -155,6 +163,8 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List file snapshots, newest first (completed ones unless --status says otherwise)."""
+    from pgvault.catalog import files as rows
+
     allowed = ("completed", "running", "failed", "interrupted", "deleted", "all")
     if status is not None and status not in allowed:
         raise ConfigError(f"--status {status!r} is not one of {', '.join(allowed)}")
@@ -187,6 +197,8 @@ def list_(
 @app.command("show")
 def show(ctx: typer.Context, snapshot_id: str, as_json: JsonOpt = False) -> None:
     """Everything the catalog knows about one file snapshot."""
+    from pgvault.catalog import files as rows
+
     catalog = _catalog(settings_of(ctx))
     record = rows.get_snapshot(catalog, snapshot_id)
     copies = rows.copies_of(catalog, record.id)
@@ -211,6 +223,8 @@ def verify_(
     as_json: JsonOpt = False,
 ) -> None:
     """Check that every blob exists with its size (--full: re-hash them all)."""
+    from pgvault.files import verify
+
     settings = settings_of(ctx)
     result = verify.verify(
         settings,
@@ -232,6 +246,9 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete a file snapshot (its blobs go at the next prune if nothing else uses them)."""
+    from pgvault.catalog import files as rows
+    from pgvault.operations import file_retention as retention
+
     settings = settings_of(ctx)
     catalog = _catalog(settings)
     record = rows.get_snapshot(catalog, snapshot_id)
@@ -283,6 +300,9 @@ def restore_(
 ) -> None:
     """Restore a file snapshot; nothing is deleted without --delete-extra, and anything
     overwritten or deleted is kept in a safety snapshot first."""
+    from pgvault.catalog import files as rows
+    from pgvault.files import restore
+
     settings = settings_of(ctx)
     catalog = _catalog(settings)
     request = restore.FileRestoreRequest(
@@ -322,6 +342,8 @@ def prune_(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply retention to file snapshots, then sweep the blobs nothing kept references."""
+    from pgvault.operations import file_retention as retention
+
     settings = settings_of(ctx)
     report = retention.apply(
         settings, _catalog(settings), file_set=file_set, dry_run=dry_run, keep_last=keep_last
@@ -361,6 +383,8 @@ def prune_(
 
 def linked_summary(catalog: Catalog, backup_ids: list[str]) -> dict[str, str]:
     """Per backup id: ``"images:completed, docs:failed"`` for ``pgvault list``."""
+    from pgvault.catalog import files as rows
+
     found = rows.linked_snapshots(catalog, backup_ids)
     return {
         backup_id: ", ".join(f"{r.file_set}:{r.status}" for r in records)
@@ -370,6 +394,8 @@ def linked_summary(catalog: Catalog, backup_ids: list[str]) -> dict[str, str]:
 
 def show_linked(catalog: Catalog, backup_id: str) -> list[FileSnapshotRecord]:
     """Print the snapshots linked to a backup (``pgvault show``); returns them."""
+    from pgvault.catalog import files as rows
+
     found = rows.linked_snapshots(catalog, [backup_id]).get(backup_id, [])
     if found:
         render.table(
@@ -385,6 +411,8 @@ def show_linked(catalog: Catalog, backup_id: str) -> list[FileSnapshotRecord]:
 
 def report_linked(catalog: Catalog, backups_done: list[BackupRecord], as_json: bool) -> bool:
     """After ``pgvault backup``: one line per linked snapshot; True if one failed."""
+    from pgvault.catalog import files as rows
+
     failed = False
     found = rows.linked_snapshots(catalog, [b.id for b in backups_done])
     for backup in backups_done:
@@ -410,6 +438,9 @@ def show_linked_plans(
     as_json: bool,
 ) -> None:
     """``pgvault restore ID --with-files --dry-run``: the plan of each linked restore."""
+    from pgvault.catalog import files as rows
+    from pgvault.files import restore
+
     newest: dict[str, FileSnapshotRecord] = {}
     for record in rows.linked_snapshots(catalog, [backup_id]).get(backup_id, []):
         if record.status == "completed":

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pgvault import backups, storage
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, add_command, open_catalog, settings_of
-from pgvault.operations import doctor
 
 catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 
@@ -18,6 +16,8 @@ catalog_app = typer.Typer(help="The catalog of backups.", no_args_is_help=True)
 def doctor_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Check tools, catalog, storage and configured databases. Exits 0 only if all is
     well."""
+    from pgvault.operations import doctor
+
     checks = doctor.run_checks(settings_of(ctx))
     if as_json:
         render.as_json(checks)
@@ -39,6 +39,8 @@ def catalog_rebuild(
     ] = None,
 ) -> None:
     """Rebuild the catalog from the manifests stored beside each backup."""
+    from pgvault import backups, storage
+
     settings = settings_of(ctx)
     records = backups.rebuild_catalog(
         open_catalog(settings), storage.resolve(settings, storage_name)

@@ -147,13 +147,14 @@ def scheduler_(ctx: typer.Context) -> None:
     """Run the schedules alone, without the API. Scheduled backups, restore drills, cleanup
     and freshness checks run until SIGTERM; a running backup gets
     scheduler.shutdown_grace_seconds to finish."""
+    from pgvault.operations import scheduler
+
     settings = settings_of(ctx)
     ours = logging.getLogger("pgvault")
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
     catalog = open_catalog(settings)
     render.info(f"scheduler running on catalog {catalog.describe()} (SIGTERM stops it)")
-    from pgvault.operations import scheduler
 
     scheduler.run_forever(settings, catalog)
 
@@ -192,8 +193,9 @@ def history_(
 def health_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Each database's backup health: ok, warning or critical. Judged by freshness, size and
     the last run; exits 1 unless all are ok."""
-    settings = settings_of(ctx)
     from pgvault.operations import monitoring
+
+    settings = settings_of(ctx)
 
     report = monitoring.health(settings, open_catalog(settings))
     if as_json:

@@ -1,4 +1,8 @@
-"""The CLI's output layer: rich tables, JSON, sizes. The only place that prints."""
+"""The CLI's output layer: rich tables, JSON, sizes. The only place that prints.
+
+``out`` and ``err`` (rich consoles on stdout and stderr) are made on first use, so a
+command that prints nothing through rich never imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,31 @@ import json
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+    out: Console
+    err: Console
+
+
+@cache
+def console(stderr: bool = False) -> Console:
+    """The rich console on stdout (or stderr), made once."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
+
+
+def __getattr__(name: str) -> Any:
+    """``out`` and ``err``: the consoles of :func:`console`."""
+    if name in ("out", "err"):
+        return console(stderr=name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def size(num: int | None) -> str:
@@ -45,6 +64,7 @@ def local_and_utc(value: datetime, timezone: str) -> str:
 
 def as_json(value: Any) -> None:
     """Print a model, dataclass-like dict or list of them as JSON on stdout."""
+    from pydantic import BaseModel
 
     def plain(item: Any) -> Any:
         if isinstance(item, BaseModel):
@@ -64,19 +84,24 @@ def as_json(value: Any) -> None:
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
     """Print a rich table."""
+    from rich.table import Table
+
     grid = Table(title=title, show_lines=False)
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
         grid.add_row(*("-" if v is None else str(v) for v in row))
-    out.print(grid)
+    console().print(grid)
 
 
 def error(message: str) -> None:
     """The one-line error every failure ends with."""
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    line = f"[bold red]error:[/] {escape(message)}"
+    console(stderr=True).print(line, markup=True, soft_wrap=True)
 
 
 def info(message: str) -> None:
     """A line of progress or result for humans (stderr, so stdout stays parseable)."""
-    err.print(message, markup=False, soft_wrap=True)
+    console(stderr=True).print(message, markup=False, soft_wrap=True)

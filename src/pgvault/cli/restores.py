@@ -7,14 +7,10 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pgvault import restores
-from pgvault.catalog import Catalog
-from pgvault.catalog.records import RestoreRecord
-from pgvault.cli import files as files_cli
 from pgvault.cli import render
 from pgvault.cli.common import (
     IdentityOpt,
@@ -24,11 +20,14 @@ from pgvault.cli.common import (
     open_catalog,
     settings_of,
 )
-from pgvault.cli.progress import BytesProgress
-from pgvault.config.settings import Settings
-from pgvault.databases import DatabaseTarget
 from pgvault.errors import ConfigError
-from pgvault.restores import policy
+
+if TYPE_CHECKING:
+    from pgvault import restores
+    from pgvault.catalog import Catalog
+    from pgvault.catalog.records import RestoreRecord
+    from pgvault.config.settings import Settings
+    from pgvault.databases import DatabaseTarget
 
 PASSKEY_ENV = "PGVAULT_RESTORE_PASSKEY"
 
@@ -158,7 +157,11 @@ def restore(
     live database until the restored copy is proven; with --target-time, --target-lsn,
     --target-name or --latest: point-in-time recovery, into a new cluster (--physical --into
     DIR) or of one database into --to URL."""
+    from pgvault import restores
+    from pgvault.cli import files as files_cli
     from pgvault.cli import wal
+    from pgvault.cli.progress import BytesProgress
+    from pgvault.restores import policy
 
     when = wal.PointInTime(target_time, target_lsn, target_name, latest, into, port)
     if physical or when.wanted():
@@ -263,7 +266,7 @@ def _passkey(target: DatabaseTarget, ask: bool) -> str | None:
 def _leftovers(
     settings: Settings, catalog: Catalog, to: str | None, database: str | None, drop: str | None
 ) -> None:
-    from pgvault import databases
+    from pgvault import databases, restores
 
     server_conn = databases.resolve(settings, to, database).conn
     if drop:
@@ -275,6 +278,8 @@ def _leftovers(
 
 def _repair(settings: Settings, catalog: Catalog) -> None:
     """Repair once more (open_catalog did already) and say what is still open."""
+    from pgvault import restores
+
     for done in restores.repair_unfinished(settings, catalog):
         render.info(f"restore {done.entry_id}: {done.outcome}")
     still = restores.unfinished(catalog)

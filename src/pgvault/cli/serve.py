@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pgvault import redact
-from pgvault.catalog import Catalog, audit
-from pgvault.catalog import accounts as rows
 from pgvault.cli import render
 from pgvault.cli.common import actor as _actor
 from pgvault.cli.common import add_command, open_catalog, settings_of
-from pgvault.config.settings import Settings
 from pgvault.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pgvault.catalog import Catalog
+    from pgvault.config.settings import Settings
     from pgvault.operations.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,13 @@ def register(app: typer.Typer) -> None:
 
 def _catalog(ctx: typer.Context) -> Catalog:
     return open_catalog(settings_of(ctx))
+
+
+def _audit(catalog: Catalog, action: str, target: str) -> None:
+    """Record a CLI action in the audit trail (as ``cli:<os user>``)."""
+    from pgvault.catalog import audit
+
+    audit.record(catalog, actor=_actor(), action=action, target=target)
 
 
 def _secret_from(env_name: str, prompt: str) -> str:
@@ -68,6 +74,7 @@ def serve(
     import uvicorn
 
     from pgvault.api import create_app
+    from pgvault.catalog import Catalog
     from pgvault.service.tokens import load_secret
 
     settings = settings_of(ctx)
@@ -121,7 +128,7 @@ def users_create(
     catalog = _catalog(ctx)
     password = _secret_from("PGVAULT_PASSWORD", f"Password for {name}")
     users.create(catalog, name, password, role, created_by=_actor())
-    audit.record(catalog, actor=_actor(), action="cli users create", target=f"username={name}")
+    _audit(catalog, "cli users create", f"username={name}")
     render.info(f"user {name} created with role {role}")
 
 
@@ -151,7 +158,7 @@ def _change(ctx: typer.Context, name: str, action: str, **changes: Any) -> None:
 
     catalog = _catalog(ctx)
     users.update(catalog, name, **changes)
-    audit.record(catalog, actor=_actor(), action=f"cli users {action}", target=f"username={name}")
+    _audit(catalog, f"cli users {action}", f"username={name}")
     render.info(f"user {name}: {action} done")
 
 
@@ -197,7 +204,7 @@ def tokens_create(
     plain, record = tokens.create_api_token(
         catalog, name, role, created_by=_actor(), expires_days=expires_days
     )
-    audit.record(catalog, actor=_actor(), action="cli tokens create", target=f"token={record.id}")
+    _audit(catalog, "cli tokens create", f"token={record.id}")
     sys.stdout.write(plain + "\n")
     render.info(
         f"API token {record.id} ({name}, {role}) created: store it now, it is not shown again"
@@ -207,6 +214,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context) -> None:
     """List API tokens (never the tokens themselves)."""
+    from pgvault.catalog import accounts
+
     render.table(
         None,
         ("id", "name", "role", "created (UTC)", "expires", "last used", "revoked"),
@@ -220,7 +229,7 @@ def tokens_list(ctx: typer.Context) -> None:
                 render.when(t.last_used_at),
                 render.when(t.revoked_at),
             )
-            for t in rows.list_api_tokens(_catalog(ctx))
+            for t in accounts.list_api_tokens(_catalog(ctx))
         ),
     )
 
@@ -232,5 +241,5 @@ def tokens_revoke(ctx: typer.Context, token_id: str) -> None:
 
     catalog = _catalog(ctx)
     tokens.revoke_api_token(catalog, token_id)
-    audit.record(catalog, actor=_actor(), action="cli tokens revoke", target=f"token={token_id}")
+    _audit(catalog, "cli tokens revoke", f"token={token_id}")
     render.info(f"API token {token_id} revoked")

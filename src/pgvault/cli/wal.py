@@ -1,9 +1,9 @@
 """``pgvault wal ...`` (stream, push, fetch, status, mark, backups, window, prune) and the
 physical sides of ``backup --physical`` and ``restore --target-*``, which
-:mod:`pgvault.cli.main` hands over to :func:`backup_physical` and :func:`restore_to_point`.
+:mod:`pgvault.cli.app` hands over to :func:`backup_physical` and :func:`restore_to_point`.
 
 Each command calls one function of :mod:`pgvault.physical`; errors end in
-:func:`pgvault.cli.main.run` like every command's.
+:func:`pgvault.cli.app.run` like every command's.
 """
 
 from __future__ import annotations
@@ -14,27 +14,16 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pgvault import databases, restores
-from pgvault.catalog import physical as rows
 from pgvault.cli import render
 from pgvault.cli.common import JsonOpt, actor, decryptor, open_catalog, settings_of
-from pgvault.cli.progress import BytesProgress
 from pgvault.errors import ConfigError, NotFound
-from pgvault.operations import physical_retention as retention
-from pgvault.physical import (
-    basebackup,
-    intodb,
-    receiver,
-    recovery,
-    status,
-    walnames,
-    walops,
-)
-from pgvault.physical import verify as physical_verify
+
+if TYPE_CHECKING:
+    pass
 
 wal_app = typer.Typer(help="The WAL archive: streaming, pushing, fetching, restore points.")
 
@@ -59,6 +48,9 @@ def register(app: typer.Typer) -> None:
 def stream(ctx: typer.Context, database: DatabaseOpt) -> None:
     """Stream the server's WAL (pg_receivewal on a replication slot) into the archive until
     SIGTERM or Ctrl-C; pg_receivewal is restarted with backoff if it dies."""
+    from pgvault import databases
+    from pgvault.physical import receiver
+
     settings = settings_of(ctx)
     target = databases.from_config(settings, database)
     cancel = threading.Event()
@@ -76,6 +68,9 @@ def stream(ctx: typer.Context, database: DatabaseOpt) -> None:
 @wal_app.command("push")
 def push(ctx: typer.Context, path: Path, database: DatabaseOpt) -> None:
     """Archive one WAL file (archive_command = 'pgvault wal push %p --database NAME')."""
+    from pgvault import databases
+    from pgvault.physical import walops
+
     settings = settings_of(ctx)
     target = databases.from_config(settings, database)
     record, stored = walops.push(settings, open_catalog(settings), target, path)
@@ -92,6 +87,8 @@ def fetch(
 ) -> None:
     """Write one archived WAL file (restore_command = 'pgvault wal fetch %f %p --database
     NAME'); exit 1 when it is not archived (the end of the archive)."""
+    from pgvault.physical import walops
+
     settings = settings_of(ctx)
     try:
         walops.fetch(
@@ -105,6 +102,9 @@ def fetch(
 @wal_app.command("status")
 def status_(ctx: typer.Context, database: DatabaseOpt, as_json: JsonOpt = False) -> None:
     """Streaming, last archived segment, lag and slot retention of one database's WAL."""
+    from pgvault import databases
+    from pgvault.physical import status
+
     settings = settings_of(ctx)
     target = databases.from_config(settings, database)
     found = status.wal_status(settings, open_catalog(settings), target)
@@ -118,6 +118,9 @@ def status_(ctx: typer.Context, database: DatabaseOpt, as_json: JsonOpt = False)
 def mark(ctx: typer.Context, name: str, database: DatabaseOpt) -> None:
     """Create a named restore point (pg_create_restore_point) to recover to later with
     --target-name NAME."""
+    from pgvault import databases
+    from pgvault.physical import walnames, walops
+
     settings = settings_of(ctx)
     target = databases.from_config(settings, database)
     point = walops.mark(open_catalog(settings), target, name, created_by=actor())
@@ -131,6 +134,8 @@ def backups_(
     as_json: JsonOpt = False,
 ) -> None:
     """List physical base backups, newest first."""
+    from pgvault.catalog import physical as rows
+
     found = rows.list_backups(open_catalog(settings_of(ctx)), database=database)
     if as_json:
         render.as_json(found)
@@ -166,6 +171,9 @@ def verify_(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a base backup: stored sha256, pg_verifybackup of every file; --full recovers it."""
+    from pgvault import databases
+    from pgvault.physical import verify as physical_verify
+
     settings = settings_of(ctx)
     target = databases.from_config(settings, database)
     result = physical_verify.verify(
@@ -185,6 +193,8 @@ def verify_(
 @wal_app.command("window")
 def window(ctx: typer.Context, database: DatabaseOpt, as_json: JsonOpt = False) -> None:
     """The times a database can be recovered to (oldest base backup end .. archive end)."""
+    from pgvault.physical import status
+
     found = status.recoverable_window(open_catalog(settings_of(ctx)), database)
     if as_json:
         render.as_json(found)
@@ -206,6 +216,8 @@ def prune(
 ) -> None:
     """Apply the database's retention to its base backups, then delete the WAL older than
     the oldest kept one."""
+    from pgvault.operations import physical_retention as retention
+
     settings = settings_of(ctx)
     report = retention.apply(settings, open_catalog(settings), database, dry_run=dry_run)
     if as_json:
@@ -224,6 +236,10 @@ def backup_physical(
     ctx: typer.Context, database: str | None, incremental: bool, as_json: bool
 ) -> None:
     """``pgvault backup --physical [--incremental] --database NAME``."""
+    from pgvault import databases
+    from pgvault.cli.progress import BytesProgress
+    from pgvault.physical import basebackup
+
     settings = settings_of(ctx)
     if database is None:
         raise ConfigError("--physical needs --database NAME (a database with pitr = true)")
@@ -277,6 +293,9 @@ def restore_to_point(
     cluster) or ``restore --database NAME --target-... --to URL`` (one database);
     ``swap_options`` are the swap restore's (``jobs``, ``no_owner``, ``safety_backup``,
     ``drop_previous``)."""
+    from pgvault import databases, restores
+    from pgvault.physical import intodb, recovery
+
     settings = settings_of(ctx)
     if database is None:
         raise ConfigError("a point-in-time restore needs --database NAME (its WAL archive)")

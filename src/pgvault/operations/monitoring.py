@@ -18,9 +18,11 @@ value is read from the catalog, so several pgvault processes report the same num
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -29,7 +31,9 @@ from prometheus_client.registry import Collector
 
 from pgvault import databases
 from pgvault.catalog import Catalog
+from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
+from pgvault.catalog.stats import DayCounts
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import file_health as files_health
@@ -38,7 +42,6 @@ from pgvault.physical import status as physical
 
 Status = Literal["ok", "warning", "critical"]
 LEVELS: dict[Status, int] = {"ok": 0, "warning": 1, "critical": 2}
-RECENT_ROWS = 200  # rows per database read for health
 
 _scheduler_running = False
 
@@ -81,41 +84,39 @@ class HealthReport:
     file_sets: list[files_health.FileSetHealth] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class DayHistory:
-    """Backups of one database started on one UTC day, counted by status, and the bytes of
-    the completed ones."""
-
-    day: date
-    database: str
-    completed: int
-    failed: int
-    interrupted: int
-    running: int
-    deleted: int
-    total_bytes: int
+DayHistory = DayCounts
+"""Backups of one database started on one UTC day, counted by status, and the bytes of the
+completed ones (a :class:`~pgvault.catalog.stats.DayCounts`)."""
 
 
-def max_staleness(settings: Settings, database: str, now: datetime | None = None) -> float:
+def max_staleness(
+    settings: Settings,
+    database: str,
+    now: datetime | None = None,
+    gaps: Mapping[str, float] | None = None,
+) -> float:
     """Seconds after which ``database``'s newest completed backup is stale (see the module
-    docstring for the order: configured, from the schedules, 26 h)."""
+    docstring for the order: configured, from the schedules, 26 h).
+
+    Args:
+        gaps: :func:`pgvault.operations.schedules.longest_gaps` when the caller has it.
+    """
     db = settings.databases.get(database)
     if db is not None and db.freshness.max_staleness_hours is not None:
         return db.freshness.max_staleness_hours * 3600
     if db is not None:
-        gap = schedules.longest_gap(settings, database, now)
+        gap = (gaps if gaps is not None else schedules.longest_gaps(settings, now)).get(database)
         if gap is not None:
             return gap * 1.1 + 60
     return DEFAULT_MAX_STALENESS_HOURS * 3600
 
 
+COMPARABLE = ("format", "tables", "exclude_tables", "schemas")
+"""The fields two backups share to be compared by size."""
+
+
 def _comparable(a: BackupRecord, b: BackupRecord) -> bool:
-    return (a.format, a.tables, a.exclude_tables, a.schemas) == (
-        b.format,
-        b.tables,
-        b.exclude_tables,
-        b.schemas,
-    )
+    return all(getattr(a, name) == getattr(b, name) for name in COMPARABLE)
 
 
 def assess(
@@ -186,8 +187,29 @@ def _size_drop(newest: BackupRecord, older: Sequence[BackupRecord], ratio: float
     )
 
 
-def _database_names(settings: Settings, catalog: Catalog) -> list[str]:
-    return sorted(set(settings.databases) | catalog.backup_databases())
+_reading: ContextVar[dict[int, Mapping[str, NewestRows]] | None] = ContextVar(
+    "pgvault_monitoring_reading", default=None
+)
+
+
+@contextmanager
+def one_reading() -> Iterator[None]:
+    """Within the block :func:`health` and :func:`overview` read each catalog's newest rows
+    once: a report showing both (``GET /health``) costs one reading and shows one moment."""
+    token = _reading.set({})
+    try:
+        yield
+    finally:
+        _reading.reset(token)
+
+
+def _newest_rows(catalog: Catalog) -> Mapping[str, NewestRows]:
+    memo = _reading.get()
+    if memo is None:
+        return catalog.newest_rows(COMPARABLE)
+    if id(catalog) not in memo:
+        memo[id(catalog)] = catalog.newest_rows(COMPARABLE)
+    return memo[id(catalog)]
 
 
 def _with_physical(
@@ -210,18 +232,26 @@ def _with_physical(
 
 
 def health(settings: Settings, catalog: Catalog, now: datetime | None = None) -> HealthReport:
-    """The health of every configured or catalogued database.
+    """The health of every configured or catalogued database, from each one's newest rows
+    (:meth:`~pgvault.catalog.Catalog.newest_rows`: a few queries whatever the catalog's
+    size).
 
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    at = now or datetime.now(UTC)
+    return _health(settings, catalog, _newest_rows(catalog), now or datetime.now(UTC))
+
+
+def _health(
+    settings: Settings, catalog: Catalog, newest: Mapping[str, NewestRows], at: datetime
+) -> HealthReport:
     report = HealthReport("ok", at)
-    for name in _database_names(settings, catalog):
+    gaps = schedules.longest_gaps(settings, at)
+    for name in sorted(set(settings.databases) | set(newest)):
         db = settings.databases.get(name)
         ratio = db.freshness.min_size_ratio if db is not None else 0.5
-        rows = catalog.list_backups(database=name, limit=RECENT_ROWS)
-        judged = assess(name, rows, max_staleness(settings, name, at), ratio, at)
+        rows = newest[name].rows() if name in newest else []
+        judged = assess(name, rows, max_staleness(settings, name, at, gaps), ratio, at)
         if db is not None and db.pitr:
             judged = _with_physical(settings, catalog, judged, bool(rows), at)
         hold = prune.hold_of(settings, name, rows, at)
@@ -261,11 +291,12 @@ def overview(
         CatalogError: the catalog cannot be read.
     """
     at = now or datetime.now(UTC)
-    status = {db.database: db for db in health(settings, catalog, at).databases}
+    rows = _newest_rows(catalog)
+    status = {db.database: db for db in _health(settings, catalog, rows, at).databases}
     found = []
     for name in sorted(settings.databases):
         target = databases.from_config(settings, name)
-        newest = catalog.list_backups(database=name, status="completed", limit=1)
+        newest = rows[name].completed if name in rows else None
         judged = status.get(name)
         found.append(
             DatabaseSummary(
@@ -274,8 +305,8 @@ def overview(
                 server=target.conn.display(),
                 environment=target.environment,
                 restore_target=target.environment in (None, settings.environment),
-                newest_backup=newest[0] if newest else None,
-                newest_age_seconds=(at - newest[0].started_at).total_seconds() if newest else None,
+                newest_backup=newest,
+                newest_age_seconds=(at - newest.started_at).total_seconds() if newest else None,
                 status=judged.status if judged else None,
                 reasons=judged.reasons if judged else [],
             )
@@ -290,36 +321,14 @@ def history(
     database: str | None = None,
     now: datetime | None = None,
 ) -> list[DayHistory]:
-    """Backups grouped by UTC day and database, newest day first, over the last ``days``."""
+    """Backups grouped by UTC day and database, newest day first, over the last ``days``
+    (from the catalog's per-day totals: a query over days, not over every backup).
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
     since = (now or datetime.now(UTC)) - timedelta(days=days)
-    rows = [
-        r
-        for r in catalog.list_backups(database=database, include_deleted=True)
-        if r.started_at >= since
-    ]
-    groups: dict[tuple[date, str], list[BackupRecord]] = {}
-    for row in rows:
-        groups.setdefault((row.started_at.astimezone(UTC).date(), row.database), []).append(row)
-    out = []
-    for (day, name), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        count = {
-            s: sum(1 for m in members if m.status == s)
-            for s in ("completed", "failed", "interrupted", "running", "deleted")
-        }
-        out.append(
-            DayHistory(
-                day,
-                name,
-                count["completed"],
-                count["failed"],
-                count["interrupted"],
-                count["running"],
-                count["deleted"],
-                sum(m.size_bytes or 0 for m in members if m.status == "completed"),
-            )
-        )
-    out.sort(key=lambda d: (d.day, d.database), reverse=True)
-    return out
+    return catalog.day_counts(since, database)
 
 
 class CatalogCollector(Collector):
@@ -396,11 +405,7 @@ class CatalogCollector(Collector):
             "Backups deleted by retention, by database.",
             labels=["database"],
         )
-        counts: dict[str, int] = {}
-        for row in self.catalog.list_backups(status="deleted"):
-            if row.labels.get("deleted_by") == "retention":
-                counts[row.database] = counts.get(row.database, 0) + 1
-        for database, count in sorted(counts.items()):
+        for database, count in self.catalog.deleted_counts("deleted_by", "retention"):
             family.add_metric([database], count)
         return family
 

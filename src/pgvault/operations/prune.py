@@ -209,10 +209,7 @@ def apply(
     if database is not None:
         names = [database]
     else:
-        names = sorted(set(settings.databases) | {row["database"] for row in catalog.stats()})
-        names += sorted(
-            {r.database for r in catalog.list_backups()} - set(names)
-        )  # databases with only failed rows
+        names = sorted(set(settings.databases) | catalog.backup_databases())
     items: list[PruneItem] = []
     for name in names:
         with locks.exclusive(settings, catalog, f"prune:{name}") as got:
@@ -262,6 +259,7 @@ def _carry_out(
     if dry_run or (decision.keep and all(c.keep for c in decision.copies)):
         unread = [f"{c.target}: {c.error}" for c in item.copies if c.error]
         return replace(item, error="; ".join(unread) or None)
+    record = catalog.get_backup(record.id)  # whole: retention decided on slim rows
     if not decision.copies:
         return _delete_row(settings, catalog, record, item)
     outcomes = list(item.copies)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Literal
 
 from apscheduler.triggers.cron import CronTrigger
@@ -222,13 +223,39 @@ def longest_gap(settings: Settings, database: str, now: datetime | None = None) 
     backup schedule the longest gap among its next fire times, and the smallest of those
     (the schedule that runs most densely bounds the wait). None without enabled schedules.
     """
-    start = now or datetime.now(UTC)
-    gaps = []
-    for s in configured(settings):
-        if s.kind != "backup" or s.database != database or not s.enabled:
-            continue
-        times = fire_times(s.trigger, start, GAP_SAMPLES)
-        steps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
-        if steps:
-            gaps.append(max(steps))
-    return min(gaps) if gaps else None
+    return longest_gaps(settings, now).get(database)
+
+
+def longest_gaps(settings: Settings, now: datetime | None = None) -> dict[str, float]:
+    """:func:`longest_gap` of every database with an enabled backup schedule, in one pass.
+
+    Each (cron, time zone) is worked out once per hour of ``now`` and remembered
+    (:data:`GAP_SAMPLES` fire times from the start of that hour), so health checks over
+    many databases cost a dictionary look-up per schedule.
+
+    Raises:
+        ConfigError: a cron expression or zone is invalid (names the schedule).
+    """
+    hour = (now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    gaps: dict[str, float] = {}
+    for database, db in settings.databases.items():
+        default_tz = db.timezone or settings.timezone
+        for name, s in db.schedules.items():
+            if not s.enabled:
+                continue
+            try:
+                gap = _cron_gap(s.cron, s.timezone or default_tz, hour)
+            except ConfigError as exc:
+                raise ConfigError(f"databases.{database}.schedules.{name}: {exc}") from exc
+            if gap is not None:
+                gaps[database] = min(gap, gaps.get(database, gap))
+    return gaps
+
+
+@lru_cache(maxsize=1024)
+def _cron_gap(cron: str, timezone: str, start: datetime) -> float | None:
+    """The longest gap (seconds) among the :data:`GAP_SAMPLES` fire times of ``cron`` read
+    in ``timezone`` from ``start`` on; None if it fires less than twice."""
+    times = fire_times(parse_cron(cron, timezone), start, GAP_SAMPLES)
+    steps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    return max(steps) if steps else None

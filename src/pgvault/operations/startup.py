@@ -11,20 +11,24 @@ process left behind.
 
 Called by the CLI when it opens the catalog, by the API and the scheduler at start, and by
 ``pgvault doctor``; each part logs and goes on when it cannot finish (the next start tries
-again).
+again). The backup and restore machinery is imported only when there is something of
+theirs to repair: a command's start stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pgvault import backups, workdirs
-from pgvault.catalog import Catalog
+from pgvault import workdirs
+from pgvault.catalog import Catalog, journal
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
-from pgvault.restores.repair import Repaired, repair_unfinished
+
+if TYPE_CHECKING:
+    from pgvault.restores.repair import Repaired
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,14 @@ def recover(settings: Settings, catalog: Catalog) -> Recovered:
         CatalogError: the catalog cannot be read.
     """
     found = Recovered()
-    found.backups = backups.recover_interrupted(settings, catalog)
-    found.restores = repair_unfinished(settings, catalog)
+    if catalog.running_backups():
+        from pgvault.backups import recover_interrupted
+
+        found.backups = recover_interrupted(settings, catalog)
+    if journal.open_entries(catalog):
+        from pgvault.restores.repair import repair_unfinished
+
+        found.restores = repair_unfinished(settings, catalog)
     try:
         found.workdirs = len(workdirs.sweep(settings.home))
     except OSError as exc:

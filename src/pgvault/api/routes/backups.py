@@ -125,11 +125,14 @@ def list_backups(
     until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
     group_by: Annotated[str | None, Query(pattern="^day$")] = None,
 ) -> BackupsOut:
     """Backups newest first, filtered and paged; ``group_by=day`` adds per-day totals of
-    the page (the history view)."""
-    found = catalog.search_backups(
+    the page (the history view). For deep or changing lists pass the answer's
+    ``next_cursor`` as ``cursor`` (keyset paging: no row twice or skipped while backups
+    are added); ``offset`` still works and counts from the cursor."""
+    page = catalog.page_backups(
         database=database,
         environment=environment,
         status=status,
@@ -138,12 +141,14 @@ def list_backups(
         until=until,
         limit=limit,
         offset=offset,
+        cursor=cursor,
     )
     return BackupsOut(
-        items=[BackupOut.of(r) for r in found],
+        items=[BackupOut.of(r) for r in page.items],
         limit=limit,
         offset=offset,
-        days=_days(found) if group_by == "day" else None,
+        next_cursor=page.next_cursor,
+        days=_days(page.items) if group_by == "day" else None,
     )
 
 

@@ -58,20 +58,21 @@ CHECKS: dict[str, Check] = {
 
 
 def report(settings: Settings, catalog: Catalog, detailed: bool) -> HealthOut:
-    """Run every check (a failing one is reported, never raised)."""
+    """Run every check (a failing one is reported, never raised); the checks and the
+    databases read the catalog's newest rows once (:func:`monitoring.one_reading`)."""
     results: dict[str, dict[str, Any]] = {}
-    for name, probe in CHECKS.items():
-        try:
-            results[name] = probe(settings, catalog)
-        except PgvaultError as exc:
-            results[name] = {"ok": False, "detail": str(exc) if detailed else "failing"}
+    with monitoring.one_reading():
+        for name, probe in CHECKS.items():
+            try:
+                results[name] = probe(settings, catalog)
+            except PgvaultError as exc:
+                results[name] = {"ok": False, "detail": str(exc) if detailed else "failing"}
+        summaries = monitoring.overview(settings, catalog) if detailed else None
     healthy = all(r.get("ok") for r in results.values())
     return HealthOut(
         status="ok" if healthy else "degraded",
         checks=results,
-        databases=[DatabaseOut.of(s) for s in monitoring.overview(settings, catalog)]
-        if detailed
-        else None,
+        databases=[DatabaseOut.of(s) for s in summaries] if summaries is not None else None,
     )
 
 
