@@ -25,11 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
-from pgvault.catalog.tables import backups as backup_rows
 from pgvault.config.settings import Settings, load_settings
 from support.vault import PGVAULT, clean_env
 
@@ -172,8 +169,9 @@ def seed_backups(
     catalog: Catalog, database: str, count: int, *, start: datetime | None = None
 ) -> list[str]:
     """Insert ``count`` completed backup rows of ``database`` (one per hour from ``start``,
-    sizes growing by a byte each) in one transaction; their ids. The rows name objects that
-    do not exist: they are for listing, paging and retention decisions, not for restores."""
+    sizes growing by a byte each) through the catalog's batched writes; their ids. The rows
+    name objects that do not exist: they are for listing, paging and retention decisions,
+    not for restores."""
     first = start or datetime(2020, 1, 1, tzinfo=UTC)
     template = BackupRecord(
         id="seed",
@@ -194,7 +192,7 @@ def seed_backups(
         rows.append(
             {
                 **template,
-                "id": f"seed{i:06d}{secrets.token_hex(2)}",
+                "id": f"seed-{database}-{i:06d}{secrets.token_hex(2)}",
                 "trigger": "scheduled" if i % 2 else "manual",
                 "storage_key": f"{database}/seed/{i}.dump",
                 "size_bytes": 10_000_000 + i,
@@ -203,6 +201,5 @@ def seed_backups(
                 "row_counts": {"public.items": 1000 + i},
             }
         )
-    with catalog.engine.begin() as conn:
-        conn.execute(sa.insert(backup_rows), rows)
+    catalog.save_backups(BackupRecord.model_validate(row) for row in rows)  # per-day totals too
     return [str(r["id"]) for r in rows]
