@@ -152,7 +152,14 @@ def upsert(catalog: CatalogBase, table: sa.Table, key: dict[str, Any], row: dict
 def select_rows(catalog: CatalogBase, query: sa.Select[Any]) -> list[dict[str, Any]]:
     """Run ``query``; its rows as dicts (column -> value)."""
     with transaction(catalog) as conn:
-        return [dict(row._mapping) for row in conn.execute(query).all()]
+        return row_dicts(conn.execute(query))
+
+
+def row_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
+    """The rows of ``result`` as dicts (column -> value); ``zip`` with the result's keys
+    costs half of ``dict(row._mapping)`` per row."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def update_rows(catalog: CatalogBase, table: sa.Table, where: Any, values: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from pgvault.catalog import Catalog
+from pgvault.catalog.engine import row_dicts
 from pgvault.catalog.tables import file_snapshot_copies, file_snapshots
 from pgvault.errors import CatalogError, NotFound
 
@@ -105,7 +106,7 @@ def _save(catalog: Catalog, table: sa.Table, where: Any, row: dict[str, Any]) ->
 
 def _select(catalog: Catalog, query: sa.Select[Any]) -> list[dict[str, Any]]:
     with _connection(catalog) as conn:
-        return [dict(row._mapping) for row in conn.execute(query).all()]
+        return row_dicts(conn.execute(query))
 
 
 def save_snapshot(catalog: Catalog, record: FileSnapshotRecord) -> None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pgvault.catalog.backups import older_than
+from pgvault.catalog.engine import row_dicts
 from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backups
 
@@ -118,8 +119,8 @@ def _rows_query(slim: bool) -> Any:
 def _records(conn: Connection, ids: set[str], *, slim: bool) -> dict[str, BackupRecord]:
     if not ids:
         return {}
-    rows = conn.execute(_rows_query(slim), {"ids": sorted(ids)}).all()
-    return {r.id: BackupRecord.model_validate(dict(r._mapping)) for r in rows}
+    rows = row_dicts(conn.execute(_rows_query(slim), {"ids": sorted(ids)}))
+    return {str(r["id"]): BackupRecord.model_validate(r) for r in rows}
 
 
 def _alike(a: BackupRecord, b: BackupRecord, same: Sequence[str]) -> bool:
@@ -141,8 +142,8 @@ def _look_back(conn: Connection, newest: BackupRecord, same: Sequence[str]) -> B
         .order_by(c.started_at.desc(), c.id.desc())
         .limit(LOOK_BACK)
     )
-    for row in conn.execute(query):
-        record = BackupRecord.model_validate(dict(row._mapping))
+    for row in row_dicts(conn.execute(query)):
+        record = BackupRecord.model_validate(row)
         if _alike(record, newest, same):
             return record
     return None

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from pgvault.catalog import days, newest
 from pgvault.catalog.days import STATUSES
-from pgvault.catalog.engine import CatalogBase, select_rows, transaction, utc
+from pgvault.catalog.engine import CatalogBase, row_dicts, select_rows, transaction, utc
 from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backup_copies, backup_days, backups, restores
@@ -188,8 +188,8 @@ class StatsRows(CatalogBase):
             .order_by(c.started_at.desc(), c.id.desc())
         )
         with transaction(self) as conn:
-            rows = conn.execute(query).all()
-        return [BackupRecord.model_validate(dict(row._mapping)) for row in rows]
+            rows = row_dicts(conn.execute(query))
+        return [BackupRecord.model_validate(row) for row in rows]
 
     def storage_usage(self) -> dict[str, tuple[int, int]]:
         """Per storage target (name or URL, as the rows record it): ``(count, bytes)`` of

@@ -187,16 +187,24 @@ def _size_drop(newest: BackupRecord, older: Sequence[BackupRecord], ratio: float
     )
 
 
-_reading: ContextVar[dict[int, Mapping[str, NewestRows]] | None] = ContextVar(
-    "pgvault_monitoring_reading", default=None
-)
+@dataclass
+class _Reading:
+    """What one :func:`one_reading` block read: per catalog (by id), its newest rows and
+    the health judged from them."""
+
+    rows: dict[int, Mapping[str, NewestRows]] = field(default_factory=dict)
+    reports: dict[int, HealthReport] = field(default_factory=dict)
+
+
+_reading: ContextVar[_Reading | None] = ContextVar("pgvault_monitoring_reading", default=None)
 
 
 @contextmanager
 def one_reading() -> Iterator[None]:
     """Within the block :func:`health` and :func:`overview` read each catalog's newest rows
-    once: a report showing both (``GET /health``) costs one reading and shows one moment."""
-    token = _reading.set({})
+    and judge its health once: a report showing both (``GET /health``) costs one reading
+    and shows one moment."""
+    token = _reading.set(_Reading())
     try:
         yield
     finally:
@@ -207,9 +215,19 @@ def _newest_rows(catalog: Catalog) -> Mapping[str, NewestRows]:
     memo = _reading.get()
     if memo is None:
         return catalog.newest_rows(COMPARABLE)
-    if id(catalog) not in memo:
-        memo[id(catalog)] = catalog.newest_rows(COMPARABLE)
-    return memo[id(catalog)]
+    if id(catalog) not in memo.rows:
+        memo.rows[id(catalog)] = catalog.newest_rows(COMPARABLE)
+    return memo.rows[id(catalog)]
+
+
+def _judged(settings: Settings, catalog: Catalog, at: datetime) -> HealthReport:
+    """:func:`_health` of the catalog's newest rows, once per reading."""
+    memo = _reading.get()
+    if memo is None:
+        return _health(settings, catalog, _newest_rows(catalog), at)
+    if id(catalog) not in memo.reports:
+        memo.reports[id(catalog)] = _health(settings, catalog, _newest_rows(catalog), at)
+    return memo.reports[id(catalog)]
 
 
 def _with_physical(
@@ -239,7 +257,7 @@ def health(settings: Settings, catalog: Catalog, now: datetime | None = None) ->
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    return _health(settings, catalog, _newest_rows(catalog), now or datetime.now(UTC))
+    return _judged(settings, catalog, now or datetime.now(UTC))
 
 
 def _health(
@@ -292,7 +310,7 @@ def overview(
     """
     at = now or datetime.now(UTC)
     rows = _newest_rows(catalog)
-    status = {db.database: db for db in _health(settings, catalog, rows, at).databases}
+    status = {db.database: db for db in _judged(settings, catalog, at).databases}
     found = []
     for name in sorted(settings.databases):
         target = databases.from_config(settings, name)

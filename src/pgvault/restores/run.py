@@ -149,13 +149,11 @@ def _carry_out(
     linked: list[files.LinkedRestore],
     reporting: tuple[StepReport | None, threading.Event | None],
 ) -> None:
+    """The restore's steps in order: the privilege check, the globals read (and checked),
+    the safety backup, the linked files, the globals applied, then the load by mode."""
     request, target = plan.request, plan.target
     progress, cancel = reporting
     dbname = target.conn.dbname
-
-    def step(message: str) -> None:
-        report_step(progress, message)
-
     exists = server.database_exists(conn, dbname)
     trust = Trust(untrusted=plan.untrusted, as_superuser=request.as_superuser)
     privileges.check(conn, dbname, untrusted=trust.untrusted, as_superuser=trust.as_superuser)
@@ -163,7 +161,7 @@ def _carry_out(
     if request.with_globals and plan.record is not None and plan.record.globals_key:
         globals_sql = read_globals(settings, plan.record, request.decrypt)  # checked first
     if exists and request.safety_backup:
-        step("taking a safety backup of the live database")
+        report_step(progress, "taking a safety backup of the live database")
         safety = backups.create(
             settings,
             catalog,
@@ -172,12 +170,38 @@ def _carry_out(
         )
         result.safety_backup_id = safety.id
     if request.with_files:  # the files first, the database swap last
-        step("restoring the linked file snapshots")
+        report_step(progress, "restoring the linked file snapshots")
         linked.append(
             files.restore_for_backup(settings, catalog, plan.record, decrypt=request.decrypt)
         )
     if globals_sql is not None:
         result.warnings += apply_globals(globals_sql, target.conn, plan.tools)
+    steps = _steps(settings, plan, conn, journal, trust, reporting)
+    if request.mode == "swap":
+        result.previous_database = steps.swap(exists)
+        if request.drop_previous and result.previous_database:
+            server.drop_database(conn, result.previous_database)
+            result.previous_database = None
+    elif request.mode == "clean":
+        if not exists:
+            raise RestoreError(f"database {dbname!r} does not exist: restore it in swap mode")
+        result.warnings += steps.in_place(reset=lambda: None).warnings
+    else:
+        result.warnings += steps.recreate(exists).warnings
+
+
+def _steps(
+    settings: Settings,
+    plan: RestorePlan,
+    conn: Conn,
+    journal: Journal,
+    trust: Trust,
+    reporting: tuple[StepReport | None, threading.Event | None],
+) -> Steps:
+    """The load steps of ``plan`` (swap, clean, recreate) with the options its mode implies
+    (clean: one transaction, no owners or privileges) and the target's known settings."""
+    request = plan.request
+    progress, cancel = reporting
     options = LoadOptions(
         jobs=plan.preview.jobs,
         clean=request.mode == "clean",
@@ -190,30 +214,20 @@ def _carry_out(
     known = {str(r[0]) for r in conn.execute("SELECT name FROM pg_settings").fetchall()}
     steps = Steps(
         conn,
-        target,
+        plan.target,
         plan.source,
         plan.record,
         plan.tools,
         options,
         known,
-        step,
+        lambda message: report_step(progress, message),
         cancel,
         journal=journal,
         home=settings.home,
         trust=trust,
     )
     steps.report = progress
-    if request.mode == "swap":
-        result.previous_database = steps.swap(exists)
-        if request.drop_previous and result.previous_database:
-            server.drop_database(conn, result.previous_database)
-            result.previous_database = None
-    elif request.mode == "clean":
-        if not exists:
-            raise RestoreError(f"database {dbname!r} does not exist: restore it in swap mode")
-        result.warnings += steps.in_place(reset=lambda: None).warnings
-    else:
-        result.warnings += steps.recreate(exists).warnings
+    return steps
 
 
 def _outcome(plan: RestorePlan, result: RestoreRecord) -> str:
