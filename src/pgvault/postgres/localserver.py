@@ -53,6 +53,11 @@ class OsUser:
         if self.uid is not None and self.gid is not None:
             os.chown(path, self.uid, self.gid)
 
+    def give_link(self, path: Path) -> None:
+        """:meth:`give`, of a symbolic link itself rather than what it points to."""
+        if self.uid is not None and self.gid is not None:
+            os.lchown(path, self.uid, self.gid)
+
 
 def server_user() -> OsUser:
     """Who runs the server: the current user, or :data:`SERVER_USER` when we are root.
@@ -83,9 +88,30 @@ def server_user() -> OsUser:
     return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def _reachable_by_others(path: Path) -> bool:
-    """Whether every directory above ``path`` lets other users through (``o+x``)."""
-    return all(p.stat().st_mode & stat.S_IXOTH for p in path.resolve().parents)
+def _usable_by_others(bindir: Path) -> bool:
+    """Whether other users reach ``bindir`` (every directory above it ``o+x``) and may run
+    its programs (a wheel's files, as pip installs them)."""
+    if not all(p.stat().st_mode & stat.S_IXOTH for p in bindir.resolve().parents):
+        return False
+    programs = [bindir, *(bindir / name for name in ("initdb", "postgres", "pg_ctl"))]
+    return all(p.stat().st_mode & stat.S_IXOTH for p in programs)
+
+
+def _installed_for(user: OsUser, bindir: Path, copy: Path) -> Path:
+    """A copy of the installation above ``bindir`` at ``copy``, owned by ``user``: what
+    pgvault unpacked itself is private to pgvault's own user (its umask is 077) or sits
+    where other users cannot reach, so the server's user runs its own copy. Returns the
+    copy's ``bin``.
+
+    Raises:
+        OSError: the copy could not be made.
+    """
+    shutil.copytree(bindir.parent, copy, symlinks=True)
+    for top, dirs, files in os.walk(copy):
+        for name in dirs + files:
+            user.give_link(Path(top) / name)
+    user.give(copy)
+    return copy / "bin"
 
 
 def _free_port() -> int:
@@ -135,16 +161,21 @@ class LocalServer:
             if not (bindir / program).is_file():
                 raise ToolError(f"no PostgreSQL {major_hint} server program {program} in {bindir}")
         user = server_user()
-        if user.uid is not None:
-            root = Path(tempfile.mkdtemp(prefix="pgvault-server-"))
-            if not _reachable_by_others(bindir):
-                copy = root / "install"
-                shutil.copytree(bindir.parent, copy, symlinks=True)
-                bindir = copy / "bin"
-            root.chmod(0o711)
-        else:
-            assert root is not None
-            root.mkdir(parents=True, mode=0o700)
+        try:
+            if user.uid is not None:
+                root = Path(tempfile.mkdtemp(prefix="pgvault-server-"))
+                if not _usable_by_others(bindir):
+                    bindir = _installed_for(user, bindir, root / "install")
+                root.chmod(0o711)
+            else:
+                assert root is not None
+                root.mkdir(parents=True, mode=0o700)
+        except OSError as exc:
+            raise ToolError(
+                f"the PostgreSQL {major_hint} server programs cannot be made ready for "
+                f"{user.name}: {exc.strerror or exc}: check the free space and permissions "
+                "of the temporary directory"
+            ) from exc
         server = cls(bindir, root, 0, user, secrets.token_urlsafe(24))
         server._initdb()
         server._start()
