@@ -8,14 +8,13 @@ Also the few lines ``list``/``show``/``backup``/``restore`` print about linked s
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pgvault.cli import render
-from pgvault.cli.common import JsonOpt, open_catalog, settings_of
+from pgvault.cli.common import IdentityOpt, JsonOpt, decryptor, open_catalog, settings_of
 from pgvault.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from pgvault.catalog.files import FileSnapshotRecord
     from pgvault.catalog.records import BackupRecord
     from pgvault.config.settings import Settings
-    from pgvault.dumps.encryption import Decryptor
     from pgvault.dumps.layers import DecryptHook
     from pgvault.files.plan import RestoreCounts
     from pgvault.files.transfer import TransferProgress
@@ -37,10 +35,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-IdentityOpt = Annotated[
-    Path | None,
-    typer.Option("--identity", help="age identity file (default PGVAULT_AGE_IDENTITY_FILE)."),
-]
 SNAPSHOT_FIELDS = (
     "id",
     "file_set",
@@ -111,20 +105,6 @@ class FilesProgress:
             self._progress.stop()
 
 
-def _catalog(settings: Settings) -> Catalog:
-    from pgvault.files import sets
-
-    catalog = open_catalog(settings)
-    sets.recover_interrupted(settings, catalog)
-    return catalog
-
-
-def _decryptor(settings: Settings, identity: Path | None) -> Decryptor | None:
-    from pgvault.dumps.encryption import decryptor_from
-
-    return decryptor_from(identity or settings.age_identity_file)
-
-
 def _pick(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(record, name) for name in names}
 
@@ -135,7 +115,7 @@ def snapshot_(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     from pgvault.files.snapshot import SnapshotRequest, snapshot
 
     settings = settings_of(ctx)
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     with FilesProgress(enabled=not as_json) as progress:
         record = snapshot(
             settings, catalog, SnapshotRequest(file_set=name), progress=progress.update
@@ -170,7 +150,7 @@ def list_(
         raise ConfigError(f"--status {status!r} is not one of {', '.join(allowed)}")
     chosen = () if status == "all" else (status or "completed",)
     found = rows.list_snapshots(
-        _catalog(settings_of(ctx)), file_set=file_set, statuses=chosen, limit=limit
+        open_catalog(settings_of(ctx)), file_set=file_set, statuses=chosen, limit=limit
     )
     if as_json:
         render.as_json(found)
@@ -199,7 +179,7 @@ def show(ctx: typer.Context, snapshot_id: str, as_json: JsonOpt = False) -> None
     """Everything the catalog knows about one file snapshot."""
     from pgvault.catalog import files as rows
 
-    catalog = _catalog(settings_of(ctx))
+    catalog = open_catalog(settings_of(ctx))
     record = rows.get_snapshot(catalog, snapshot_id)
     copies = rows.copies_of(catalog, record.id)
     if as_json:
@@ -228,10 +208,10 @@ def verify_(
     settings = settings_of(ctx)
     result = verify.verify(
         settings,
-        _catalog(settings),
+        open_catalog(settings),
         snapshot_id,
         full=full,
-        decrypt=_decryptor(settings, identity),
+        decrypt=decryptor(settings, identity),
     )
     if as_json:
         render.as_json(result)
@@ -250,7 +230,7 @@ def delete(
     from pgvault.operations import file_retention as retention
 
     settings = settings_of(ctx)
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     record = rows.get_snapshot(catalog, snapshot_id)
     if not yes:
         typer.confirm(f"delete file snapshot {record.id} of {record.file_set}?", abort=True)
@@ -304,12 +284,12 @@ def restore_(
     from pgvault.files import restore
 
     settings = settings_of(ctx)
-    catalog = _catalog(settings)
+    catalog = open_catalog(settings)
     request = restore.FileRestoreRequest(
         snapshot_id=snapshot_id,
         to=to,
         delete_extra=delete_extra,
-        decrypt=_decryptor(settings, identity),
+        decrypt=decryptor(settings, identity),
     )
     if dry_run:
         show_plan(restore.plan(settings, catalog, request), as_json)
@@ -346,7 +326,7 @@ def prune_(
 
     settings = settings_of(ctx)
     report = retention.apply(
-        settings, _catalog(settings), file_set=file_set, dry_run=dry_run, keep_last=keep_last
+        settings, open_catalog(settings), file_set=file_set, dry_run=dry_run, keep_last=keep_last
     )
     if as_json:
         render.as_json(report)

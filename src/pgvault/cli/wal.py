@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pgvault.cli import render
-from pgvault.cli.common import JsonOpt, actor, decryptor, open_catalog, settings_of
+from pgvault.cli.common import IdentityOpt, JsonOpt, actor, decryptor, open_catalog, settings_of
 from pgvault.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 wal_app = typer.Typer(help="The WAL archive: streaming, pushing, fetching, restore points.")
 
 DatabaseOpt = Annotated[str, typer.Option("--database", "-d", help="Name from the config.")]
-IdentityOpt = Annotated[
-    Path | None,
-    typer.Option("--identity", help="age identity file (default PGVAULT_AGE_IDENTITY_FILE)."),
-]
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,8 @@ process left behind.
 
 * backups left ``running`` by a dead process of this host: ``interrupted``, partial files
   and unfinished uploads removed (:func:`pgvault.backups.recover_interrupted`);
+* file snapshots left ``running`` by a dead process of this host: ``interrupted``, their
+  unfinished manifest and index writes removed (:func:`pgvault.files.sets.recover_interrupted`);
 * restores and verifications whose run died (on any host sharing the catalog): rolled
   forward or back from their journal, scratch databases and temporary roles dropped, rows
   ``interrupted`` (:func:`pgvault.restores.repair.repair_unfinished`);
@@ -23,11 +25,13 @@ from typing import TYPE_CHECKING
 
 from pgvault import workdirs
 from pgvault.catalog import Catalog, journal
+from pgvault.catalog import files as file_rows
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
 
 if TYPE_CHECKING:
+    from pgvault.catalog.files import FileSnapshotRecord
     from pgvault.restores.repair import Repaired
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ class Recovered:
     """What a start repaired."""
 
     backups: list[BackupRecord] = field(default_factory=list)
+    snapshots: list[FileSnapshotRecord] = field(default_factory=list)
     restores: list[Repaired] = field(default_factory=list)
     workdirs: int = 0
 
@@ -54,6 +59,10 @@ def recover(settings: Settings, catalog: Catalog) -> Recovered:
         from pgvault.backups import recover_interrupted
 
         found.backups = recover_interrupted(settings, catalog)
+    if file_rows.list_snapshots(catalog, statuses=("running",), limit=1):
+        from pgvault.files import sets
+
+        found.snapshots = sets.recover_interrupted(settings, catalog)
     if journal.open_entries(catalog):
         from pgvault.restores.repair import repair_unfinished
 
