@@ -13,9 +13,8 @@ synthetic rows through the catalog's own API (``Catalog.save_backups``, rows fro
   serve process (``VmHWM``) when it is done;
 * the CLI, wall time of ``--cli-runs`` runs (median and max): ``--help``, ``--version``,
   ``list``, ``list --database``, ``stats``, ``history``, ``health``, ``prune --dry-run``;
-* prune as it is (``prune.apply(dry_run=True)`` in-process) and the catalog queries it
-  should call instead (``backup_databases`` + ``retention_rows`` per database, decided by
-  the same ``retention.decide_database``);
+* prune in-process: ``prune.apply(dry_run=True)`` as the CLI's dry run calls it, and with
+  ``every_row=True`` (every live row decided one by one);
 
 and, once, ``pgvault catalog rebuild`` from ``--rebuild`` manifests on a moto S3 server.
 Results go to ``bench/work/catalog/results-<label>.json`` and are printed as tables, one
@@ -290,36 +289,25 @@ def measure_cli(config: Path, runs: int) -> dict[str, Any]:
 
 
 def measure_prune(config: Path) -> dict[str, Any]:
-    """Prune's decisions in-process: as ``prune.apply`` is, and from the catalog queries
-    the issue asks for (when this version has them)."""
+    """Prune's decisions in-process: ``prune.apply`` as the CLI's dry run calls it (young
+    rows kept by ``max_age_days`` read only as far back as the rules need) and deciding
+    every row one by one."""
     from pgvault.catalog import Catalog
     from pgvault.config.settings import load_settings
-    from pgvault.operations import prune, retention
+    from pgvault.operations import prune
 
     settings = load_settings(config)
     catalog = Catalog.open(settings.catalog_location)
     found: dict[str, Any] = {}
-    t0, c0 = time.perf_counter(), time.process_time()
-    items = prune.apply(settings, catalog, dry_run=True)
-    found["prune.apply(dry_run) as it is"] = {
-        "s": time.perf_counter() - t0,
-        "cpu_s": time.process_time() - c0,
-        "rows": len(items),
-        "due": sum(not i.keep for i in items),
-    }
-    if hasattr(catalog, "retention_rows"):
+    for label, every_row in (("prune.apply(dry_run)", False), ("... every_row=True", True)):
         t0, c0 = time.perf_counter(), time.process_time()
-        now, rows, due = datetime.now(UTC), 0, 0
-        for name in sorted(set(settings.databases) | catalog.backup_databases()):
-            history = catalog.retention_rows(name)
-            policy, own = prune.policies(settings, name)
-            decisions = retention.decide_database(history, policy, own, now)
-            rows, due = rows + len(decisions), due + sum(not d.keep for d in decisions)
-        found["retention from backup_databases + retention_rows"] = {
+        report = prune.apply(settings, catalog, dry_run=True, every_row=every_row)
+        found[label] = {
             "s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0,
-            "rows": rows,
-            "due": due,
+            "rows": len(report.items),
+            "unlisted": sum(report.unlisted.values()),
+            "due": sum(not i.keep for i in report.items),
         }
     catalog.engine.dispose()
     return found
@@ -409,7 +397,8 @@ def _prune_cell(found: dict[str, Any] | None) -> str:
     if found is None:
         return "-"
     cpu = found.get("cpu_s", 0.0)
-    return f"{found['s']:.2f} ({cpu:.2f}) s, {found['rows']:,} rows, {found['due']} due"
+    unlisted = f" (+{found['unlisted']:,} unlisted)" if found.get("unlisted") else ""
+    return f"{found['s']:.2f} ({cpu:.2f}) s, {found['rows']:,} rows{unlisted}, {found['due']} due"
 
 
 def print_tables(results: list[dict[str, Any]]) -> None:

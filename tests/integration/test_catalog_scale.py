@@ -199,14 +199,17 @@ def test_a_cursor_from_elsewhere_is_refused(filled: tuple[Catalog, list[BackupRe
 def _day_totals(records: list[BackupRecord], since: datetime) -> list[tuple[object, ...]]:
     groups: dict[tuple[object, str], Counter[str]] = {}
     sizes: Counter[tuple[object, str]] = Counter()
+    pruned: Counter[tuple[object, str]] = Counter()
     for r in records:
         if r.started_at >= since:
             key = (r.started_at.astimezone(UTC).date(), r.database)
             groups.setdefault(key, Counter())[r.status] += 1
             sizes[key] += (r.size_bytes or 0) if r.status == "completed" else 0
+            by_retention = r.status == "deleted" and r.labels.get("deleted_by") == "retention"
+            pruned[key] += by_retention
     statuses = ("completed", "failed", "interrupted", "running", "deleted")
     return sorted(
-        ((*key, *(c[s] for s in statuses), sizes[key]) for key, c in groups.items()),
+        ((*key, *(c[s] for s in statuses), sizes[key], pruned[key]) for key, c in groups.items()),
         reverse=True,
     )
 
@@ -222,6 +225,7 @@ def _as_tuples(found: list[monitoring.DayHistory]) -> list[tuple[object, ...]]:
             d.running,
             d.deleted,
             d.total_bytes,
+            d.pruned,
         )
         for d in found
     ]
@@ -258,7 +262,7 @@ def test_aggregates_equal_the_sums_over_the_records(
     )
     assert catalog.backup_databases() == {r.database for r in records}
     retention = Counter(r.database for r in records if r.labels.get("deleted_by") == "retention")
-    assert catalog.deleted_counts("deleted_by", "retention") == sorted(retention.items())
+    assert catalog.pruned_counts() == sorted(retention.items())
 
 
 def _slim(record: BackupRecord | None) -> dict[str, object] | None:
@@ -314,7 +318,7 @@ def _naive(row: dict[str, object]) -> dict[str, object]:
     }
 
 
-def test_migration_to_0005_fills_the_day_totals(catalog_url: str) -> None:
+def test_migrations_to_0005_and_0010_fill_the_day_totals(catalog_url: str) -> None:
     engine = sa.create_engine(catalog_url.replace("postgresql://", "postgresql+psycopg://"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -330,8 +334,15 @@ def test_migration_to_0005_fills_the_day_totals(catalog_url: str) -> None:
         since = NOW - timedelta(days=400)
         assert _as_tuples(catalog.day_counts(since)) == _day_totals(records, since)
         names = {i["name"] for i in sa.inspect(catalog.engine).get_indexes("backups")}
-        assert {"ix_backups_started", "ix_backups_database_status"} <= names
+        assert {"ix_backups_started", "ix_backups_database_pinned"} <= names
         assert "ix_backups_status" not in names
+        pruned = Counter(
+            r.database
+            for r in records
+            if r.status == "deleted" and r.labels.get("deleted_by") == "retention"
+        )
+        assert sum(pruned.values()) > 0
+        assert catalog.pruned_counts() == sorted(pruned.items())
     finally:
         catalog.engine.dispose()
 

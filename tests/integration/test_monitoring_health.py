@@ -80,7 +80,7 @@ def test_health_metrics_and_history_of_fresh_stale_failed_and_shrunk_databases(
 
     gone = [
         i
-        for i in prune.apply(vault.settings, vault.catalog, database="fresh", keep_last=1)
+        for i in prune.apply(vault.settings, vault.catalog, database="fresh", keep_last=1).items
         if i.deleted
     ]
     assert len(gone) == 1

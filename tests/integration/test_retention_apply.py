@@ -163,7 +163,7 @@ def test_per_target_policies_keep_2_local_and_10_on_s3(
     for hours, record in zip(range(12, 0, -1), made, strict=True):
         _age(vault, record, NOW - timedelta(hours=hours))
 
-    items = prune.apply(vault.settings, vault.catalog, database="app")
+    items = prune.apply(vault.settings, vault.catalog, database="app").items
 
     assert not any(i.error for i in items)
     local = {i.key for i in storage.resolve(vault.settings, "local").list()}
@@ -184,7 +184,7 @@ def test_per_target_policies_keep_2_local_and_10_on_s3(
     assert verify.verify(vault.settings, vault.catalog, third.id).ok
     [copy_row] = [c for c in vault.catalog.copies_of([third.id])[third.id] if c.storage == "local"]
     assert copy_row.status == "deleted"
-    again = prune.apply(vault.settings, vault.catalog, database="app")
+    again = prune.apply(vault.settings, vault.catalog, database="app").items
     assert not any(i.deleted or any(c.deleted for c in i.copies) for i in again)
     vault.close()
 
@@ -226,7 +226,7 @@ def test_locked_copies_are_skipped_without_error_and_unlocked_ones_go_with_every
     for days, record in zip((9, 8), (unlocked, locked[0]), strict=True):
         _age(vault, record, NOW - timedelta(days=days))  # both out of max_age and keep_last
 
-    items = {i.backup_id: i for i in prune.apply(vault.settings, vault.catalog)}
+    items = {i.backup_id: i for i in prune.apply(vault.settings, vault.catalog).items}
 
     assert not any(i.error for i in items.values()), [i.error for i in items.values()]
     gone, skipped = items[unlocked.id], items[locked[0].id]
@@ -239,7 +239,7 @@ def test_locked_copies_are_skipped_without_error_and_unlocked_ones_go_with_every
     assert skipped.copies[1].reasons[0].startswith("object lock until ")
     row = vault.catalog.get_backup(locked[0].id)
     assert row.status == "completed" and row.storage == "offsite"
-    again = prune.apply(vault.settings, vault.catalog)
+    again = prune.apply(vault.settings, vault.catalog).items
     assert not any(i.error for i in again)
     client.close()
     vault.close()

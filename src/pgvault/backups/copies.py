@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from pgvault import storage
-from pgvault.catalog import Catalog
+from pgvault.catalog import Catalog, days
 from pgvault.catalog.records import BackupCopy, BackupRecord, manifest_key_for
 from pgvault.catalog.retention import live_targets
 from pgvault.config.settings import Settings
@@ -177,7 +177,7 @@ def delete_copy(
     return True
 
 
-DELETED_BY_LABEL = "deleted_by"
+DELETED_BY_LABEL = days.PRUNED_BY[0]
 """Label of a deleted row naming who deleted it (``retention``)."""
 
 

@@ -37,14 +37,22 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, UTC)
 
 
+PRUNED_BY = ("deleted_by", "retention")
+"""The label of the rows retention deleted, counted in ``backup_days.pruned``."""
+
+
 def _totals(dialect: str, where: Iterable[Any]) -> sa.Select[Any]:
-    """``(day, database, completed, failed, interrupted, running, deleted, total_bytes)``
-    of the ``backups`` rows matching ``where``, grouped by day and database."""
+    """``(day, database, completed, failed, interrupted, running, deleted, total_bytes,
+    pruned)`` of the ``backups`` rows matching ``where``, grouped by day and database."""
     c = backups.c
     day = day_of(dialect, c.started_at)
     counts = [sa.func.sum(sa.case((c.status == s, 1), else_=0)) for s in STATUSES]
     size = sa.func.coalesce(sa.func.sum(sa.case((c.status == "completed", c.size_bytes))), 0)
-    return sa.select(day, c.database, *counts, size).where(*where).group_by(day, c.database)
+    label, value = PRUNED_BY
+    by_retention = (c.status == "deleted") & (c.labels[label].as_string() == value)
+    pruned = sa.func.sum(sa.case((by_retention, 1), else_=0))
+    query = sa.select(day, c.database, *counts, size, pruned)
+    return query.where(*where).group_by(day, c.database)
 
 
 def refresh(conn: Connection, touched: Iterable[tuple[str, datetime]]) -> None:

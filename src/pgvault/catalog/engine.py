@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x7067_7661  # "pgva": advisory lock key while migrating
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0010"
 """The newest migration in ``migrations/versions`` (a unit test keeps it in step); a catalog
 already there opens without loading Alembic at all."""
 

@@ -16,28 +16,9 @@ import sqlalchemy as sa
 
 from pgvault.catalog import days, newest
 from pgvault.catalog.days import STATUSES
-from pgvault.catalog.engine import CatalogBase, row_dicts, select_rows, transaction, utc
+from pgvault.catalog.engine import CatalogBase, select_rows, transaction, utc
 from pgvault.catalog.newest import NewestRows
-from pgvault.catalog.records import BackupRecord
 from pgvault.catalog.tables import backup_copies, backup_days, backups, restores
-
-RETENTION_COLUMNS = (
-    "id",
-    "database",
-    "dbname",
-    "server",
-    "environment",
-    "trigger",
-    "status",
-    "storage",
-    "storage_key",
-    "size_bytes",
-    "started_at",
-    "labels",
-    "pinned",
-)
-"""The columns of :meth:`StatsRows.retention_rows`: what retention decides on and what a
-prune report shows."""
 
 
 @dataclass(slots=True)
@@ -53,6 +34,7 @@ class DayCounts:
     running: int
     deleted: int
     total_bytes: int
+    pruned: int = 0
 
 
 class StatsRows(CatalogBase):
@@ -118,15 +100,15 @@ class StatsRows(CatalogBase):
         query = sa.select(c.status, sa.func.count().label("n")).group_by(c.status)
         return [(str(r["status"]), int(r["n"])) for r in select_rows(self, query)]
 
-    def deleted_counts(self, label: str, value: str) -> list[tuple[str, int]]:
-        """``(database, count)`` of the ``deleted`` rows labelled ``label=value`` (e.g.
-        ``deleted_by=retention``), by database name."""
-        c = backups.c
+    def pruned_counts(self) -> list[tuple[str, int]]:
+        """``(database, count)`` of the rows retention deleted (labelled
+        ``deleted_by=retention``), by database name, from the per-day totals."""
+        d = backup_days.c
         query = (
-            sa.select(c.database, sa.func.count().label("n"))
-            .where(c.status == "deleted", c.labels[label].as_string() == value)
-            .group_by(c.database)
-            .order_by(c.database)
+            sa.select(d.database, sa.func.sum(d.pruned).label("n"))
+            .group_by(d.database)
+            .having(sa.func.sum(d.pruned) > 0)
+            .order_by(d.database)
         )
         return [(str(r["database"]), int(r["n"])) for r in select_rows(self, query)]
 
@@ -173,23 +155,6 @@ class StatsRows(CatalogBase):
             )
             for day, name, *numbers in found
         ]
-
-    def retention_rows(self, database: str) -> list[BackupRecord]:
-        """The rows of ``database`` not yet ``deleted``, newest first, holding only
-        :data:`RETENTION_COLUMNS` (the others keep their defaults): what retention decides
-        on, read without the JSON of row counts, at a fraction of :meth:`list_backups`'
-        cost. Never save these records: read a row whole (``get_backup``) before acting
-        on it.
-        """
-        c = backups.c
-        query = (
-            sa.select(*(c[name] for name in RETENTION_COLUMNS))
-            .where(c.database == database, c.status != "deleted")
-            .order_by(c.started_at.desc(), c.id.desc())
-        )
-        with transaction(self) as conn:
-            rows = row_dicts(conn.execute(query))
-        return [BackupRecord.model_validate(row) for row in rows]
 
     def storage_usage(self) -> dict[str, tuple[int, int]]:
         """Per storage target (name or URL, as the rows record it): ``(count, bytes)`` of

@@ -63,8 +63,10 @@ BACKUP_INDEXES: dict[str, tuple[str, ...]] = {
     "ix_backups_status_started": ("status", "started_at", "id"),
     "ix_backups_environment_started": ("environment", "started_at", "id", "status"),
     "ix_backups_trigger_started": ("trigger", "started_at", "id", "status"),
+    # one database's pinned backups (retention reads them beside its newest; revision 0010)
+    "ix_backups_database_pinned": ("database", "pinned", "status", "started_at", "id"),
 }
-"""The indexes of ``backups`` (revision 0005). Every listing is ordered by
+"""The indexes of ``backups`` (revisions 0005 and 0010). Every listing is ordered by
 ``(started_at, id)`` newest first (``id`` breaks ties), so each index puts those columns
 right after its equality columns and a page is read straight off one of them."""
 
@@ -143,10 +145,13 @@ backup_days = Table(
     Column("running", Integer, nullable=False),
     Column("deleted", Integer, nullable=False),
     Column("total_bytes", BigInteger, nullable=False),
+    Column("pruned", Integer, nullable=False, server_default="0"),
 )
-"""Per UTC day (of ``started_at``) and database: backup rows by status and the bytes of the
-completed ones (revision 0005). Kept by :mod:`pgvault.catalog.days` in the transaction of
-every write to ``backups``, so history and totals read days, not every row."""
+"""Per UTC day (of ``started_at``) and database: backup rows by status, the bytes of the
+completed ones (revision 0005) and the rows retention deleted (``pruned``: deleted rows
+labelled ``deleted_by=retention``; revision 0010). Kept by :mod:`pgvault.catalog.days` in
+the transaction of every write to ``backups``, so history and totals read days, not every
+row."""
 
 backup_copies = Table(
     "backup_copies",

@@ -52,7 +52,7 @@ def prune_(
     settings = settings_of(ctx)
     from pgvault.operations import prune
 
-    items = prune.apply(
+    report = prune.apply(
         settings,
         open_catalog(settings),
         database=database,
@@ -61,17 +61,19 @@ def prune_(
         force=force,
         reason=reason,
         actor=actor(),
+        every_row=show_kept or as_json,
     )
     if as_json:
-        render.as_json(items)
+        render.as_json(report.items)
         return
-    _render_prune(items, show_kept, dry_run)
-    if any(i.error for i in items):
+    _render_prune(report, show_kept, dry_run)
+    if any(i.error for i in report.items):
         raise typer.Exit(5)
 
 
-def _render_prune(items: list[prune.PruneItem], show_kept: bool, dry_run: bool) -> None:
-    shown = [i for i in items if show_kept or i.protected or not _all_kept(i)]
+def _render_prune(report: prune.PruneReport, show_kept: bool, dry_run: bool) -> None:
+    items = report.items
+    shown = [i for i in items if show_kept or _floor_keeps(i) or not _all_kept(i)]
     verb = "would delete" if dry_run else "delete"
     render.table(
         None,
@@ -94,7 +96,16 @@ def _render_prune(items: list[prune.PruneItem], show_kept: bool, dry_run: bool) 
         render.info(f"retention of {name} is held: {hold} (nothing deleted; --force overrides)")
     gone = [i for i in items if not i.keep]
     done = "would be deleted" if dry_run else "deleted"
-    render.info(f"{len(gone)} backup(s) {done}, {len(items) - len(gone)} kept")
+    unlisted = sum(report.unlisted.values())
+    note = f" ({unlisted} younger than max_age not listed: --show-kept)" if unlisted else ""
+    render.info(f"{len(gone)} backup(s) {done}, {report.kept} kept{note}")
+
+
+def _floor_keeps(item: prune.PruneItem) -> bool:
+    """Whether ``minimum_redundancy`` alone keeps the backup (no other rule would)."""
+    from pgvault.operations import retention
+
+    return item.protected and all(r.startswith(retention.FLOOR) for r in item.reasons)
 
 
 def _all_kept(item: prune.PruneItem) -> bool:

@@ -83,15 +83,32 @@ def as_json(value: Any) -> None:
 
 
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    """Print a rich table."""
+    """Print a table: a rich one on a terminal; off a terminal (a pipe, a file, CI logs)
+    plain aligned columns, two spaces apart under a header line, as ``ps`` and
+    ``docker ps`` print them: as easy to ``grep``/``awk`` as to read, and a few hundred
+    rows print in milliseconds where rich lays them out for a second."""
+    header = list(columns)
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
+    if not sys.stdout.isatty():
+        _plain_table(title, header, cells)
+        return
     from rich.table import Table
 
     grid = Table(title=title, show_lines=False)
-    for column in columns:
+    for column in header:
         grid.add_column(column, overflow="fold")
-    for row in rows:
-        grid.add_row(*("-" if v is None else str(v) for v in row))
+    for row in cells:
+        grid.add_row(*row)
     console().print(grid)
+
+
+def _plain_table(title: str | None, header: list[str], cells: list[list[str]]) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
+    lines = [title] if title else []
+    for row in [header, *cells]:
+        padded = [value.ljust(width) for value, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(padded).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def error(message: str) -> None:

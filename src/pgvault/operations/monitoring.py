@@ -19,7 +19,7 @@ value is read from the catalog, so several pgvault processes report the same num
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -309,8 +309,9 @@ def overview(
         CatalogError: the catalog cannot be read.
     """
     at = now or datetime.now(UTC)
-    rows = _newest_rows(catalog)
-    status = {db.database: db for db in _judged(settings, catalog, at).databases}
+    with nullcontext() if _reading.get() is not None else one_reading():  # rows read once
+        rows = _newest_rows(catalog)
+        status = {db.database: db for db in _judged(settings, catalog, at).databases}
     found = []
     for name in sorted(settings.databases):
         target = databases.from_config(settings, name)
@@ -423,7 +424,7 @@ class CatalogCollector(Collector):
             "Backups deleted by retention, by database.",
             labels=["database"],
         )
-        for database, count in self.catalog.deleted_counts("deleted_by", "retention"):
+        for database, count in self.catalog.pruned_counts():
             family.add_metric([database], count)
         return family
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from pgvault import backups, notify, storage
 from pgvault.backups import copies
@@ -79,6 +80,25 @@ class PruneItem:
     held: str | None = None
 
 
+@dataclass(frozen=True)
+class PruneReport:
+    """What :func:`apply` did or would do.
+
+    Attributes:
+        items: one per row decided, per database newest first.
+        unlisted: ``{database: n}`` young completed backups its policy's ``max_age_days``
+            keeps that were not decided one by one (``every_row`` lists them).
+    """
+
+    items: list[PruneItem]
+    unlisted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        """How many backups are kept, listed or not."""
+        return sum(1 for i in self.items if i.keep) + sum(self.unlisted.values())
+
+
 def policies(
     settings: Settings, database: str
 ) -> tuple[RetentionSettings | None, dict[str, RetentionSettings]]:
@@ -118,6 +138,7 @@ def plan(
     keep_last: int | None = None,
     now: datetime | None = None,
     force: bool = False,
+    every_row: bool = False,
 ) -> tuple[Plan, dict[str, BackupRecord], dict[tuple[str, str], str]]:
     """The plan for one database (no change made), with the Object Lock of each copy to be
     deleted read from its target.
@@ -126,6 +147,10 @@ def plan(
         keep_last: replace the configured policies by "keep the last N" (ad hoc).
         now: the current time (default: now, UTC).
         force: override the hold.
+        every_row: decide every live row; by default the young completed backups that the
+            policy's ``max_age_days`` keeps are read only as far back as the counting rules
+            need (:func:`~pgvault.operations.retention.horizon`), the rest counted in
+            ``plan.unlisted``.
 
     Returns:
         ``(plan, {backup id: row}, {(backup id, target): error})``, the errors being the
@@ -136,8 +161,14 @@ def plan(
         CatalogError: the catalog cannot be read.
     """
     at = now or datetime.now(UTC)
-    history = rows.history(catalog, database)
     policy, own = policies(settings, database)
+    bound = None if every_row or keep_last is not None else retention.horizon(policy, own, at)
+    if bound is not None and policy is not None:
+        enough = partial(retention.covers, policy)
+        keep = retention.counted(policy)
+        history = rows.history(catalog, database, young_after=bound, keep=keep, enough=enough)
+    else:
+        history = rows.history(catalog, database)
     by_id = {r.id: r for r in history.backups}
 
     def decide(locked: retention_copies.Locks | None) -> Plan:
@@ -185,7 +216,8 @@ def apply(
     force: bool = False,
     reason: str | None = None,
     actor: str | None = None,
-) -> list[PruneItem]:
+    every_row: bool = False,
+) -> PruneReport:
     """Apply retention to one database or (None) every configured or catalogued one.
 
     Each database is pruned under the lock ``prune:<database>``; a database whose prune is
@@ -198,9 +230,10 @@ def apply(
         now: the current time (default: now, UTC).
         force: delete even while retention is held (the CLI's ``--force``); recorded in the
             audit log with ``reason`` and ``actor``.
+        every_row: decide and list every live row (see :func:`plan`).
 
     Returns:
-        One item per non-deleted row considered, per database newest first.
+        One item per row decided, and the count of the young ones kept unlisted.
 
     Raises:
         ConfigError: a policy's time zone is unknown.
@@ -210,14 +243,20 @@ def apply(
         names = [database]
     else:
         names = sorted(set(settings.databases) | catalog.backup_databases())
-    items: list[PruneItem] = []
+    report = PruneReport([])
     for name in names:
         with locks.exclusive(settings, catalog, f"prune:{name}") as got:
             if not got:
                 log.info("retention of %s is already being applied elsewhere: skipped", name)
                 continue
             found, by_id, errors = plan(
-                settings, catalog, name, keep_last=keep_last, now=now, force=force
+                settings,
+                catalog,
+                name,
+                keep_last=keep_last,
+                now=now,
+                force=force,
+                every_row=every_row,
             )
             if not dry_run:
                 _record_hold(settings, catalog, found, now or datetime.now(UTC))
@@ -227,8 +266,10 @@ def apply(
             ]
             if found.forced and not dry_run:
                 _audit_force(catalog, found, done, reason, actor)
-            items += done
-    return items
+            report.items.extend(done)
+            if found.unlisted:
+                report.unlisted[name] = found.unlisted
+    return report
 
 
 def _carry_out(

@@ -203,6 +203,7 @@ def decide(
     now: datetime,
     *,
     floor: int | None = None,
+    gfs: bool = True,
 ) -> list[Decision]:
     """Decide the fate of every row of one scope under ``policy``.
 
@@ -212,6 +213,8 @@ def decide(
         now: the current time (aware; UTC or any zone).
         floor: how many of the newest completed rows are always kept (default the
             policy's ``minimum_redundancy``; 0 for a target's copies without a floor).
+        gfs: apply the GFS rules; False when they are known to keep only rows that are
+            not in ``history`` and kept anyway (see :func:`covers`).
 
     Returns:
         One :class:`Decision` per non-deleted row, newest first. The database-wide floor
@@ -238,7 +241,7 @@ def decide(
             if record.started_at > cutoff:
                 reasons[record.id].append(f"max_age {policy.max_age_days:g} d")
     for name, period in PERIODS.items():
-        count = getattr(policy, f"keep_{name}")
+        count = getattr(policy, f"keep_{name}") if gfs else None
         if count is not None:
             for backup_id, label in gfs_keep(pool, period, count, tz).items():
                 reasons[backup_id].append(f"{name} {label}")
@@ -313,6 +316,8 @@ def decide_database(
     policy: RetentionSettings | None,
     schedule_policies: Mapping[str, RetentionSettings] | None = None,
     now: datetime | None = None,
+    *,
+    gfs: bool = True,
 ) -> list[Decision]:
     """Decide for every row of one database, each schedule's backups under its own policy.
 
@@ -326,6 +331,7 @@ def decide_database(
         policy: the database's policy.
         schedule_policies: ``{schedule name: policy}`` for schedules with their own.
         now: the current time (aware); required.
+        gfs: as for :func:`decide`.
 
     Returns:
         One :class:`Decision` per non-deleted row, newest first.
@@ -340,7 +346,7 @@ def decide_database(
     decisions: list[Decision] = []
     for scope, rows in scopes(history, own).items():
         chosen = own[scope] if scope is not None else (policy or RetentionSettings())
-        decisions += decide(rows, chosen, now)
+        decisions += decide(rows, chosen, now, gfs=gfs)
     floor = protected(history, policy, own)
     by_id = {r.id: r for r in history}
     final = []
@@ -352,6 +358,49 @@ def decide_database(
             decision = Decision(decision.backup_id, True, (*decision.reasons, reason))
         final.append(decision)
     return sorted(final, key=lambda d: (by_id[d.backup_id].started_at, d.backup_id), reverse=True)
+
+
+def horizon(
+    policy: RetentionSettings | None,
+    schedule_policies: Mapping[str, RetentionSettings],
+    now: datetime,
+) -> datetime | None:
+    """The moment (UTC) after which every completed, unpinned, non-``pre-restore`` backup of
+    the database is kept by its policy's ``max_age_days`` whatever else the rules say, when
+    retention may read only the newest of those (:func:`covers` says how many): the
+    database's policy has ``max_age_days``, no schedule has a policy of its own and no
+    storage target a table of its own. None: every live row must be decided.
+    """
+    if policy is None or policy.max_age_days is None or schedule_policies or policy.targets:
+        return None
+    return (now - timedelta(days=policy.max_age_days)).astimezone(UTC)
+
+
+def counted(policy: RetentionSettings) -> int:
+    """How many of the newest young rows (see :func:`horizon`) the counting rules
+    ``minimum_redundancy`` and ``keep_last`` can keep: ``max(1, both)``."""
+    return max(1, policy.minimum_redundancy, policy.keep_last or 0)
+
+
+def covers(policy: RetentionSettings, newest: Sequence[datetime]) -> bool:
+    """Whether the start times ``newest`` of the newest young rows (see :func:`horizon`;
+    newest first) show that the rules of ``policy`` keep no row older than them but by
+    ``max_age_days``: at least :func:`counted` of them, and for each GFS rule ``keep_X N``,
+    N different periods among them (the newest row of a period that has a young row is
+    young, so every period a GFS rule keeps holds only young rows then).
+
+    Then only the :func:`counted` newest young rows need deciding: the older young rows are
+    kept by ``max_age_days``, and no GFS rule reaches past the young rows, so the GFS rules
+    are left out of the decisions (``gfs=False`` of :func:`decide`).
+    """
+    if len(newest) < counted(policy):
+        return False
+    tz = zone(policy.timezone)
+    for name, period in PERIODS.items():
+        count = getattr(policy, f"keep_{name}")
+        if count is not None and len({period(t.astimezone(tz)) for t in newest}) < count:
+            return False
+    return True
 
 
 def hold_reason(

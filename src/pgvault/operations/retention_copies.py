@@ -46,6 +46,8 @@ class Plan:
         hold: why nothing is deleted (see :func:`~pgvault.operations.retention.hold_reason`),
             else None.
         forced: the hold is overridden (deletions go ahead).
+        unlisted: young completed backups the policy's ``max_age_days`` keeps that were not
+            read, so have no decision here (:func:`pgvault.catalog.retention.history`).
     """
 
     database: str
@@ -54,6 +56,7 @@ class Plan:
     protected: dict[str, str]
     hold: str | None = None
     forced: bool = False
+    unlisted: int = 0
 
     @property
     def held(self) -> bool:
@@ -103,8 +106,10 @@ def plan(
     }
     per_copy = _target_decisions(rows, live, base, own, now)
     hold = retention.hold_reason(rows, [base, *own.values()], now)
+    # rows left unlisted are young ones kept by max_age, beyond every GFS rule's reach
+    decided = retention.decide_database(rows, base, own, now, gfs=not history.unlisted)
     decisions = []
-    for decision in retention.decide_database(rows, base, own, now):
+    for decision in decided:
         if decision.backup_id in live:
             copies = [
                 per_copy.get((decision.backup_id, t))
@@ -118,7 +123,7 @@ def plan(
             decision = _held(decision, hold)
         decisions.append(decision)
     forced = hold is not None and force
-    return Plan(database, decisions, base.minimum_redundancy, floor, hold, forced)
+    return Plan(database, decisions, base.minimum_redundancy, floor, hold, forced, history.unlisted)
 
 
 def _target_decisions(

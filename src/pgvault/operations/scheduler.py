@@ -391,7 +391,7 @@ class Scheduler:
         """Apply retention to ``database`` (None: every one). Never raises."""
         scheduled.prune(self.settings, self.catalog, database)
         try:
-            items = prune.apply(self.settings, self.catalog, database=database)
+            items = prune.apply(self.settings, self.catalog, database=database).items
             if database is None:
                 files_retention.apply(self.settings, self.catalog)
         except PgvaultError as exc:

@@ -60,7 +60,10 @@ def apply_retention(
     ``minimum_redundancy`` newest completed backups are never deleted, and nothing is
     while retention is held (``held``: the newest backup attempt failed, or no completed
     backup within the policy's shortest period)."""
-    return prune.apply(settings, catalog, database=database, dry_run=dry_run, keep_last=keep_last)
+    report = prune.apply(
+        settings, catalog, database=database, dry_run=dry_run, keep_last=keep_last, every_row=True
+    )
+    return report.items
 
 
 @router.get(

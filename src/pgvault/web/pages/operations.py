@@ -77,21 +77,22 @@ def retention_preview(
 ) -> Response:
     """What retention would delete now in ``database`` and which rule keeps or drops each
     backup (a dry run: nothing changes)."""
-    items = prune.apply(
+    report = prune.apply(
         parts.settings, parts.catalog, database=database, dry_run=True, keep_last=keep_last
     )
-    return _retention_page(request, parts, database, items, keep_last, applied=False)
+    return _retention_page(request, parts, database, report, keep_last, applied=False)
 
 
 def _retention_page(
     request: Request,
     parts: Parts,
     database: str,
-    items: list[prune.PruneItem],
+    report: prune.PruneReport,
     keep_last: int | None,
     *,
     applied: bool,
 ) -> Response:
+    items = report.items
     policy, own = prune.policies(parts.settings, database)
     dropped = [i for i in items if not i.keep]
     kept = [i for i in items if i.keep]
@@ -105,7 +106,7 @@ def _retention_page(
         dropped=dropped[:SHOWN_ITEMS],
         kept=kept[:SHOWN_ITEMS],
         dropped_count=len(dropped),
-        kept_count=len(kept),
+        kept_count=report.kept,
         failed=[i for i in items if i.error],
         held=next((i.held for i in items if i.held), None),
         floor=(policy or RetentionSettings()).minimum_redundancy,
@@ -124,10 +125,10 @@ def retention_apply(
 ) -> Response:
     """Apply retention to ``database`` now: delete what the preview listed (each deletion
     removes every stored piece first, then marks the row ``deleted``)."""
-    items = prune.apply(
+    report = prune.apply(
         parts.settings, parts.catalog, database=database, dry_run=False, keep_last=keep_last
     )
-    return _retention_page(request, parts, database, items, keep_last, applied=True)
+    return _retention_page(request, parts, database, report, keep_last, applied=True)
 
 
 @router.get("/storage")
