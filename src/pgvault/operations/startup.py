@@ -9,7 +9,9 @@ process left behind.
   forward or back from their journal, scratch databases and temporary roles dropped, rows
   ``interrupted`` (:func:`pgvault.restores.repair.repair_unfinished`);
 * work directories of dead processes under ``<home>/tmp`` removed
-  (:func:`pgvault.workdirs.sweep`).
+  (:func:`pgvault.workdirs.sweep`), and their private recovery clusters (under
+  ``<home>/restores`` or the system's temporary directory) unless their server still runs
+  (:func:`pgvault.physical.private.sweep_recoveries`).
 
 Called by the CLI when it opens the catalog, by the API and the scheduler at start, and by
 ``pgvault doctor``; each part logs and goes on when it cannot finish (the next start tries
@@ -45,6 +47,7 @@ class Recovered:
     snapshots: list[FileSnapshotRecord] = field(default_factory=list)
     restores: list[Repaired] = field(default_factory=list)
     workdirs: int = 0
+    recoveries: int = 0
 
 
 def recover(settings: Settings, catalog: Catalog) -> Recovered:
@@ -69,6 +72,10 @@ def recover(settings: Settings, catalog: Catalog) -> Recovered:
         found.restores = repair_unfinished(settings, catalog)
     try:
         found.workdirs = len(workdirs.sweep(settings.home))
+        if workdirs.marked_in(workdirs.scratch_places(settings.home), workdirs.RECOVERY_PREFIX):
+            from pgvault.physical.private import sweep_recoveries
+
+            found.recoveries = len(sweep_recoveries(settings))
     except OSError as exc:
         log.warning("work directories under %s not swept: %s", settings.home, exc)
     except PgvaultError as exc:

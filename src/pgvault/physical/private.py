@@ -8,6 +8,7 @@ through a unix socket in a fresh 0700 directory (``listen_addresses = ''``,
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgvault import runtime
+from pgvault import private, workdirs
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
 from pgvault.databases import DatabaseTarget
@@ -67,8 +68,10 @@ def private_cluster(
         RestoreError, ArchiveError, ToolError, ConfigError: as :func:`recovery.run`.
     """
     account = cluster.server_account(settings)
-    work = cluster.scratch_root(settings, account) / f"pgvault-recovery-{runtime.new_id()}"
-    work.mkdir(parents=True, mode=0o700)
+    scratch = cluster.scratch_root(settings, account)
+    private.makedirs(scratch)
+    # named by workdirs.mark: a crash leaves it to the next start's sweep_recoveries
+    work = Path(tempfile.mkdtemp(prefix=workdirs.mark(workdirs.RECOVERY_PREFIX), dir=scratch))
     sockets = Path(tempfile.mkdtemp(prefix="pgv-"))  # short: sun_path holds 107 bytes
     try:
         cluster.give_tree(work, account)
@@ -94,3 +97,34 @@ def private_cluster(
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def sweep_recoveries(settings: Settings) -> list[Path]:
+    """Remove the private recovery clusters of pgvault processes that died on this host
+    (under ``<home>/restores`` or the system's temporary directory, see
+    :func:`~pgvault.physical.cluster.scratch_root`), except one whose server still runs
+    (it is kept, with a warning, until that server is stopped). Returns those removed."""
+    removed = []
+    for base in workdirs.scratch_places(Path(settings.home)):
+        removed += workdirs.sweep_marked(base, workdirs.RECOVERY_PREFIX, busy=_server_runs)
+    return removed
+
+
+def _server_runs(work: Path) -> bool:
+    """Whether the postmaster of the cluster under ``work`` is alive (its pid file names a
+    live process; an unreadable pid file counts as alive)."""
+    try:
+        first = (work / "cluster" / "postmaster.pid").read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not first.strip().isdigit():
+        return False
+    try:
+        os.kill(int(first), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
