@@ -21,7 +21,7 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from pgvault import files, runtime, storage, workdirs
+from pgvault import runtime, storage, workdirs
 from pgvault.backups import copies
 from pgvault.backups.counting import SnapshotCounter
 from pgvault.backups.estimate import (
@@ -117,7 +117,11 @@ def run(
     log.info("backup %s completed: %s bytes", record.id, record.size_bytes)
     if plan.copies:
         copies.replicate(settings, catalog, record, list(plan.copies))
-    files.snapshot_for_backup(settings, catalog, record, as_of=snapshot_at, cancel=cancel)
+    linked = settings.databases.get(record.database)
+    if linked is not None and linked.files:  # files.linked_sets: imported only then
+        from pgvault import files
+
+        files.snapshot_for_backup(settings, catalog, record, as_of=snapshot_at, cancel=cancel)
     return record
 
 

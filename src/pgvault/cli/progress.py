@@ -8,24 +8,17 @@ line when it starts, and one with its figures when it ends.
 
 from __future__ import annotations
 
+import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
-from pgvault.cli.render import err, info, size
+from pgvault.cli import render
+from pgvault.cli.render import info, size
 from pgvault.progress import Meter, ProgressEvent
+
+if TYPE_CHECKING:  # rich's bars are imported when a terminal shows them
+    from rich.progress import Progress, TaskID
 
 
 class BytesProgress:
@@ -34,7 +27,7 @@ class BytesProgress:
 
     def __init__(self, enabled: bool = True) -> None:
         self._enabled = enabled
-        self._tty = enabled and err.is_terminal
+        self._tty = enabled and sys.stderr.isatty()
         self._meter = Meter()
         self._last: ProgressEvent | None = None
         self._started = time.monotonic()
@@ -44,6 +37,18 @@ class BytesProgress:
         self._unit: str | None = None
 
     def _bar(self, unit: str) -> Progress:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         counts = MofNCompleteColumn() if unit == "entries" else DownloadColumn()
         speed = TextColumn("") if unit == "entries" else TransferSpeedColumn()
         return Progress(
@@ -54,7 +59,7 @@ class BytesProgress:
             speed,
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=err,
+            console=render.err,
             transient=True,
         )
 
