@@ -15,8 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -203,7 +202,9 @@ def drain_in_order(
                 return
             while not head.done():
                 waiting()
-                wait_futures([head], timeout=0.25)
+                # On the future's own condition (wait() would add a waiter to it each time)
+                with suppress(TimeoutError):
+                    head.exception(timeout=0.25)
             value: T = head.result()
         else:
             value = head

@@ -1,9 +1,9 @@
 """Storage targets: one interface (:class:`Storage`), one module per backend.
 
 Owns putting bytes somewhere and reading them back: ``base`` (the interface, safe keys),
-``local`` and ``s3`` (with ``s3_streams``: reader and multipart writer). :func:`open_storage`
-picks the backend from the URL's scheme and imports its SDK lazily. It knows nothing of
-what the bytes are.
+``local`` and ``s3`` (with ``s3_streams``: reader and multipart writer; ``s3_times``: its
+timestamp parser). :func:`open_storage` picks the backend from the URL's scheme and imports
+its SDK lazily. It knows nothing of what the bytes are.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from pgvault.storage.s3_errors import (
     error_code,
 )
 from pgvault.storage.s3_streams import MultipartWriter, S3Reader
+from pgvault.storage.s3_times import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ class S3Storage(Storage):
 
         with boto_errors(f"client setup for {self.url}", self.bucket):
             core = botocore.session.Session(profile=self.target.profile)
+            parsers = core.get_component("response_parser_factory")
+            parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
             attempts = self._max_attempts or core.get_config_variable("max_attempts")
             config = Config(
                 region_name=self.target.region,
