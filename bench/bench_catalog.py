@@ -47,6 +47,9 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+from benchlib import compile_pgvault  # noqa: E402
 
 from support.catalog_rows import (  # noqa: E402
     POLICY,
@@ -454,6 +457,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=HERE / "work" / "catalog")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    compile_pgvault()  # the CLI rows start pgvault as an installed one does
     engines = [e for e in args.engines.split(",") if e]
     cluster = None
     if "postgresql" in engines:

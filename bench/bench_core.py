@@ -40,7 +40,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
-from benchlib import Procs, Sample, measure, median_sample, mib  # noqa: E402
+from benchlib import Procs, Sample, compile_pgvault, measure, median_sample, mib  # noqa: E402
 
 from pgvault.postgres import tools  # noqa: E402
 from support.pgcluster import PgCluster, embedded_bindir  # noqa: E402
@@ -396,6 +396,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--no-write", dest="write", action="store_false", help="print only")
     args = ap.parse_args()
+    compile_pgvault()  # pgvault starts as an installed one does
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     started = machine()

@@ -42,7 +42,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(HERE))
 
-from benchlib import Procs, Sample, measure, median_sample, mib  # noqa: E402
+from benchlib import Procs, Sample, compile_pgvault, measure, median_sample, mib  # noqa: E402
 
 from support.s3server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer  # noqa: E402
 
@@ -163,15 +163,6 @@ class Bench:
             raise SystemExit(f"pgvault snapshot has {result['objects']} objects: {result}")
         sample.size = int(result["bytes"])
         return sample, result
-
-
-def compile_pgvault() -> None:
-    """Byte-compile pgvault's modules (``__pycache__``), as a wheel install does."""
-    import compileall
-
-    import pgvault
-
-    compileall.compile_dir(str(Path(pgvault.__file__).parent), quiet=1)
 
 
 def files_in(directory: Path) -> int:

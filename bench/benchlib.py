@@ -190,3 +190,14 @@ def path_size(p: Path) -> int:
 
 def mib(n: float) -> str:
     return f"{n / 2**20:.0f}"
+
+
+def compile_pgvault() -> None:
+    """Byte-compile pgvault's modules (``__pycache__``) before measuring, as a wheel install
+    (``pip install``) does: an editable install under ``PYTHONDONTWRITEBYTECODE`` would
+    otherwise compile every module it imports on every run."""
+    import compileall
+
+    import pgvault
+
+    compileall.compile_dir(str(Path(pgvault.__file__).parent), quiet=1)
