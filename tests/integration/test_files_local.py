@@ -172,6 +172,38 @@ def test_encrypted_snapshot_needs_the_identity(vault: Vault, tmp_path: Path) -> 
     assert again.copied_objects == 1  # compared with the plain manifest cached locally
 
 
+def test_objects_of_a_few_mib_stream_into_their_blobs_encrypted_or_not(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """Objects read whole but over 1 MiB are compressed (and encrypted) into their blob as a
+    stream: the blobs are what their names say, and restores give the same bytes."""
+    identity = pyrage.x25519.Identity.generate()
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "log.txt").write_bytes(b"GET /index.html 200\n" * 150_000)  # 3 MiB, compresses
+    (src / "photo.raw").write_bytes(os.urandom(2 * 1024 * 1024 + 17))  # random, 2 MiB
+    for plain in (True, False):
+        extra = "" if plain else f"encrypt_to = [{toml_str(str(identity.to_public()))}]"
+        settings = _config(vault, src, extra=extra)
+        snap = snapshot(settings, vault.catalog, SnapshotRequest(file_set="up"))
+        assert snap.copied_objects == 2
+        kind = "/blobs-age-" if not plain else "/blobs/"
+        blobs = [p for p in vault.backups_dir.rglob("*") if p.is_file() and kind in p.as_posix()]
+        assert len(blobs) >= 2
+        if not plain:
+            assert all(p.read_bytes().startswith(b"age-encryption.org/v1") for p in blobs)
+        else:
+            text = [p for p in blobs if p.stat().st_size < 1024 * 1024]
+            assert text, "the log was stored compressed"
+        out = tmp_path / f"out-{plain}"
+        decrypt = None if plain else Decryptor([identity])
+        request = restore.FileRestoreRequest(snap.id, to=str(out), decrypt=decrypt)
+        restore.run(settings, vault.catalog, request)
+        for name in ("log.txt", "photo.raw"):
+            assert (out / name).read_bytes() == (src / name).read_bytes()
+        assert verify.verify(settings, vault.catalog, snap.id, full=True, decrypt=decrypt).ok
+
+
 def test_retention_sweeps_only_unreferenced_blobs_and_verify_finds_damage(
     vault: Vault, tmp_path: Path
 ) -> None:

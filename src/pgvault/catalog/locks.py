@@ -14,13 +14,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from pgvault import private
 from pgvault.catalog import Catalog
 from pgvault.config.settings import Settings
-from pgvault.postgres.conninfo import ConnInfo
+
+if TYPE_CHECKING:  # a type only: psycopg is not imported for a lock
+    from pgvault.postgres.conninfo import ConnInfo
 
 
 def database_lock(conn: ConnInfo) -> str:

@@ -62,7 +62,7 @@ class RetentionHistory:
 
 
 FIRST_PAGE = 128
-"""How many start times of young plain rows :func:`history` reads first (4 times more each
+"""How many start times of young plain rows :func:`history` reads first (twice as many each
 page after that)."""
 
 
@@ -82,7 +82,7 @@ def history(
     Args:
         young_after: a horizon (UTC). Completed, unpinned, non-``pre-restore`` rows
             started after it are *young plain* rows. Their start times are read newest
-            first, a page at a time (:data:`FIRST_PAGE`, then 4 times more), until
+            first, a page at a time (:data:`FIRST_PAGE`, then twice as many), until
             ``enough`` of them returns True; then only the ``keep`` newest of them are read
             as rows and the others counted in ``unlisted``, while every other live row is
             read. When ``enough`` never says so, every live row is read. None: every live
@@ -174,7 +174,7 @@ def _young_times(
         if len(page) < params["limit"]:
             return None
         last_at, last_id = page[-1]
-        params = {**at, "limit": params["limit"] * 4, "last_at": last_at, "last_id": last_id}
+        params = {**at, "limit": params["limit"] * 2, "last_at": last_at, "last_id": last_id}
         query = _BUILT["next_times"]
 
 

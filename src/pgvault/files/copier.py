@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = 10_000
 """Listed objects held ahead of the manifest writer (metadata only: a few MiB)."""
 READ_ATTEMPTS = 3
+STREAM_FROM = 1 * MiB
+"""Objects read whole (up to a third of the memory budget) but larger than this are
+compressed and encrypted into their blob as a stream: they reserve their own size (plus
+:data:`STREAM_SLACK`), not two or three times it, so several large ones are read at once."""
+STREAM_SLACK = 2 * MiB
 POOL_LISTING_LIMIT = 100_000
 """Blobs listed at most instead of probed one by one when no previous snapshot vouches."""
 
@@ -165,11 +170,20 @@ class Copier:
 
     # --- workers -------------------------------------------------------------------------
 
+    def _reserve(self, item: Listed) -> int:
+        """Bytes of the budget a copy of ``item`` holds: a stream's parts (large), its size
+        and a stream's slack (read whole, stored as a stream), or its size with room for
+        the compressed and the encrypted copies (small)."""
+        if item.size > self.small_limit:
+            return self.stream_reserve
+        if item.size > STREAM_FROM:
+            return item.size + STREAM_SLACK
+        return (3 if self.recipients else 2) * item.size
+
     def _copy(self, item: Listed) -> Entry | None:
         check_cancel(self.cancel, self.stop)
         small = item.size <= self.small_limit
-        factor = 3 if self.recipients else 2
-        with self.budget.hold(factor * item.size if small else self.stream_reserve):
+        with self.budget.hold(self._reserve(item)):
             for _attempt in range(READ_ATTEMPTS):
                 try:
                     entry = self._copy_small(item) if small else self._copy_large(item)
@@ -195,8 +209,25 @@ class Copier:
             data = _read_whole(stream, opened.size)
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(self.pool, sha, choose_form(data[:64]), bool(self.recipients))
-        blob = self._ensure(key, lambda: store_bytes(self.store, key, data, self.recipients))
+        if len(data) > STREAM_FROM:  # as _reserve counted: compressed as a stream
+            blob = self._ensure(key, lambda: self._stream_bytes(key, data))
+        else:
+            blob = self._ensure(key, lambda: store_bytes(self.store, key, data, self.recipients))
         return _entry(item, opened, sha, len(data), blob)
+
+    def _stream_bytes(self, key: str, data: bytes) -> StoredBlob:
+        """Content held in memory, compressed (and encrypted) into its blob ``key`` a chunk
+        at a time, so only the stream's buffers come on top of ``data``."""
+        writer = BlobWriter(self.store, key, self.recipients)
+        try:
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK):
+                check_cancel(self.cancel, self.stop)
+                writer.write(bytes(view[start : start + CHUNK]))
+            return writer.commit_blob()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _copy_large(self, item: Listed) -> Entry:
         opened = self.place.open(item)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from pgvault import backups, notify, storage
-from pgvault.backups import copies
-from pgvault.catalog import Catalog, audit, locks
+from pgvault import notify, storage
+from pgvault.catalog import Catalog, audit, days, locks
 from pgvault.catalog import retention as rows
 from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
@@ -36,7 +35,8 @@ from pgvault.storage import Storage
 
 log = logging.getLogger(__name__)
 
-DELETED_BY_LABEL = copies.DELETED_BY_LABEL
+DELETED_BY_LABEL = days.PRUNED_BY[0]
+"""The label of a row retention deleted (``deleted_by=retention``)."""
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,7 @@ def _carry_out(
         error = errors.get((record.id, target))
         if error is None:
             try:
-                row_gone = copies.delete_copy(settings, catalog, record, target, by="retention")
+                row_gone = _delete_copy(settings, catalog, record, target)
             except PgvaultError as exc:
                 error = str(exc)
         if error is not None:
@@ -334,12 +334,22 @@ def _carry_out(
     )
 
 
+def _delete_copy(settings: Settings, catalog: Catalog, record: BackupRecord, target: str) -> bool:
+    """:func:`pgvault.backups.copies.delete_copy` by retention (imported when deleting: a dry
+    run never loads the backup machinery)."""
+    from pgvault.backups import copies
+
+    return copies.delete_copy(settings, catalog, record, target, by="retention")
+
+
 def _delete_row(
     settings: Settings, catalog: Catalog, record: BackupRecord, item: PruneItem
 ) -> PruneItem:
     """Delete a failed or interrupted row: whatever its writer left, then the row."""
     try:
         if record.storage and record.storage_key:
+            from pgvault.backups import copies  # deleting: the backup machinery, now
+
             store = storage.resolve(settings, record.storage)
             for key in copies.stored_keys(record):
                 store.discard_partial(key)
@@ -432,6 +442,8 @@ def delete_backup(
             f"{record.database} ({reason}): lower minimum_redundancy in the retention of "
             f"databases.{record.database}, or use pgvault delete --force"
         )
+    from pgvault import backups
+
     deleted = backups.delete(settings, catalog, backup_id)
     if reason is not None:
         audit.record(
