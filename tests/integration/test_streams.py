@@ -130,7 +130,7 @@ class PlainDump:
     """A file-like plain SQL dump of ``size`` bytes made on the fly (comment lines between
     pg_dump's header and trailer), so a 1 GiB upload needs no file on disk."""
 
-    LINE = b"-- " + b"x" * 60 + b"\n"
+    LINE = b"-- " + b"x" * 4092 + b"\n"  # 4 KiB lines, as long as a wide table's rows
     HEAD = b"--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"
     TAIL = b"\n--\n-- PostgreSQL database dump complete\n--\n"
 
