@@ -88,7 +88,11 @@ def test_backup_killed_mid_stream_is_marked_interrupted_and_leaves_nothing(
         assert "died" in shown["error"]
         assert vault.catalog.get_backup(record.id).status == "interrupted"
         assert vault.stored_files() == []  # no object, no .partial, no manifest
-        query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"
+        # client backends only: autovacuum may be at work on the new table
+        query = (
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' "
+            "AND backend_type = 'client backend'"
+        )
         deadline = time.monotonic() + 10
         while pg18.psql(query) != "0" and time.monotonic() < deadline:
             time.sleep(0.05)  # a backend ends just after its client

@@ -100,7 +100,11 @@ def test_sigterm_past_the_grace_interrupts_the_backup_and_leaves_nothing(
     assert stopped.error == "backup cancelled"
     assert vault.stored_files() == []  # no object, no .partial, no manifest
     assert "interrupted by the shutdown" in (vault.home / "scheduler.log").read_text()
-    query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"
+    # client backends only: autovacuum may be at work on the new table
+    query = (
+        f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' "
+        "AND backend_type = 'client backend'"
+    )
     deadline = time.monotonic() + 10
     while pg18.psql(query) != "0" and time.monotonic() < deadline:
         time.sleep(0.05)
