@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +76,21 @@ def test_local_storage_commits_atomically_and_aborts_cleanly(tmp_path: Path) -> 
         store.open_read("app/2026/x.dump")
     with pytest.raises(StorageError, match="unsafe"):
         store.open_write("../outside.dump")
+
+
+def test_a_process_killed_while_checking_writability_leaves_no_file(tmp_path: Path) -> None:
+    """check_writable in a loop, SIGKILLed at random moments: nothing is left in the root
+    (the probe never has a name there; a named probe was left by one kill in a CI run)."""
+    root = tmp_path / "backups"
+    loop = (
+        "import sys\nfrom pgvault.storage.local import LocalStorage\n"
+        f"store = LocalStorage({str(root)!r})\nstore.check_writable()\n"
+        "print('ready', flush=True)\nwhile True:\n    store.check_writable()\n"
+    )
+    for delay in (0.0, 0.01, 0.05, 0.1, 0.2):
+        with subprocess.Popen([sys.executable, "-c", loop], stdout=subprocess.PIPE) as child:
+            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+            time.sleep(delay)
+            child.kill()
+            assert child.wait() == -signal.SIGKILL
+        assert sorted(p.name for p in root.iterdir()) == []

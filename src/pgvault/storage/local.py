@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -225,12 +226,18 @@ class LocalStorage(Storage):
         return removed
 
     def check_writable(self) -> None:
+        """Create, write and flush a file in the root that never has a name there
+        (``O_TMPFILE``, see open(2); where a file system lacks it, :mod:`tempfile` unlinks
+        its file at once), so a process killed meanwhile leaves nothing behind.
+
+        Raises:
+            StorageError: the directory cannot be created or written.
+        """
         try:
             private.makedirs(self.root)
-            probe = self.root / f".pgvault-write-check-{os.getpid()}"
-            with private.create(probe) as handle:
-                handle.write(b"ok")
-            probe.unlink()
+            with tempfile.TemporaryFile(dir=self.root, prefix=".pgvault-write-check-") as probe:
+                probe.write(b"ok")
+                probe.flush()
         except OSError as exc:
             raise StorageError(
                 f"backup directory {self.root} is not writable ({exc.strerror}): "
