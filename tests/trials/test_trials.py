@@ -107,9 +107,7 @@ def _whole(settings: Settings, record_key: str) -> bool:
     return True
 
 
-def _backup_state(
-    settings: Settings, catalog: Catalog, left: set[str]
-) -> tuple[int, int, int]:
+def _backup_state(settings: Settings, catalog: Catalog, left: set[str]) -> tuple[int, int, int]:
     """``(completed wrongly, running, partial or orphan files)`` of the trial's home; the
     names of those files are added to ``left`` (the report names them)."""
     rows = catalog.list_backups(include_deleted=True)
