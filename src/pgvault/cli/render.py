@@ -112,7 +112,10 @@ def _plain_table(title: str | None, header: list[str], cells: list[list[str]]) -
 
 
 def error(message: str) -> None:
-    """The one-line error every failure ends with."""
+    """The one-line error every failure ends with (plain text off a terminal)."""
+    if not sys.stderr.isatty():
+        _plain_line(f"error: {message}")
+        return
     from rich.markup import escape
 
     line = f"[bold red]error:[/] {escape(message)}"
@@ -120,5 +123,14 @@ def error(message: str) -> None:
 
 
 def info(message: str) -> None:
-    """A line of progress or result for humans (stderr, so stdout stays parseable)."""
+    """A line of progress or result for humans (stderr, so stdout stays parseable); plain
+    text off a terminal, so a script's or a cron job's run never loads rich for it."""
+    if not sys.stderr.isatty():
+        _plain_line(message)
+        return
     console(stderr=True).print(message, markup=False, soft_wrap=True)
+
+
+def _plain_line(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

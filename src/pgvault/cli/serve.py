@@ -75,8 +75,10 @@ def serve(
 
     from pgvault.api import create_app
     from pgvault.catalog import Catalog
+    from pgvault.cli.entry import serving
     from pgvault.service.tokens import load_secret
 
+    serving()  # runs for days: the collector's own thresholds (the app freezes its start-up)
     settings = settings_of(ctx)
     secret = load_secret(settings, dev=dev)
     if dev and settings.secret_key is None and settings.secret_key_file is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,9 @@ def parse(text: str, *, password_file: Path | None = None) -> ConnInfo:
     Raises:
         ConfigError: the string is not a valid connection string.
     """
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(text)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(
-            "invalid connection string: use postgresql://user@host:port/dbname"
-        ) from exc
+    params = dict(_parsed(text))
     password = params.pop("password", None)
-    clean = {key: str(value) for key, value in params.items() if value is not None}
+    clean = {key: value for key, value in params.items() if value is not None}
     if password is None and password_file is not None:
         try:
             password = password_file.read_text().splitlines()[0]
@@ -111,6 +107,24 @@ def parse(text: str, *, password_file: Path | None = None) -> ConnInfo:
     if password is None:
         password = os.environ.get("PGPASSWORD")
     return ConnInfo(params=clean, password=None if password is None else str(password))
+
+
+@lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[tuple[str, str], ...]:
+    """libpq's parse of ``text`` (pure, so kept: a health check describes every configured
+    database at each call). Only the parse is kept; a password file is read at each
+    :func:`parse`, so a rotated password is seen.
+
+    Raises:
+        ConfigError: the string is not a valid connection string.
+    """
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            "invalid connection string: use postgresql://user@host:port/dbname"
+        ) from exc
+    return tuple((key, str(value)) for key, value in params.items() if value is not None)
 
 
 def from_fields(
