@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import IO, Any
 
 from pgvault.config.files import FileSetSettings
@@ -218,12 +219,18 @@ class Copier:
     def _stream_bytes(self, key: str, data: bytes) -> StoredBlob:
         """Content held in memory, compressed (and encrypted) into its blob ``key`` a chunk
         at a time, so only the stream's buffers come on top of ``data``."""
+        view = memoryview(data)
+        return self._pour(key, (bytes(view[at : at + CHUNK]) for at in range(0, len(view), CHUNK)))
+
+    def _pour(self, key: str, chunks: Iterable[bytes]) -> StoredBlob:
+        """``chunks`` compressed (and encrypted) into the blob ``key`` as they come and
+        committed after the last; on any error (a cancellation, a failed check of the
+        source raised by ``chunks``) the blob is aborted and the error propagates."""
         writer = BlobWriter(self.store, key, self.recipients)
         try:
-            view = memoryview(data)
-            for start in range(0, len(view), CHUNK):
+            for chunk in chunks:
                 check_cancel(self.cancel, self.stop)
-                writer.write(bytes(view[start : start + CHUNK]))
+                writer.write(chunk)
             return writer.commit_blob()
         except BaseException:
             writer.abort()
@@ -255,21 +262,13 @@ class Copier:
 
     def _stream_blob(self, pinned: Listed, key: str, sha: str) -> StoredBlob:
         """The second read of a large object, straight into its blob, proven equal to the
-        first read before the blob is committed."""
+        first read before the blob is committed (the reader checks at its last read)."""
         second = self.place.open(pinned, if_match=True)
-        writer = BlobWriter(self.store, key, self.recipients)
         try:
             with VerifiedReader(second.stream, sha, pinned.size, pinned.key) as checked:
-                while chunk := checked.read(CHUNK):
-                    check_cancel(self.cancel, self.stop)
-                    writer.write(chunk)
-            return writer.commit_blob()
+                return self._pour(key, iter(partial(checked.read, CHUNK), b""))
         except ArchiveError as exc:
-            writer.abort()
             raise Changed(f"{pinned.key!r} changed between its two reads") from exc
-        except BaseException:
-            writer.abort()
-            raise
 
     def _ensure(self, key: str, upload: Callable[[], StoredBlob]) -> StoredBlob:
         """The blob ``key``: known, found fresh in storage, or uploaded now (once, even when
