@@ -6,7 +6,9 @@ as kept (:func:`pgvault.catalog.retention.history`). On a history of 1,300 hourl
 gaps, failed, interrupted, pinned, pre-restore and deleted rows, in SQLite and in a
 PostgreSQL catalog, each policy below gets the same keep/delete decision for every row as
 ``every_row=True``, and the rows left out are exactly ones that retention over every row
-keeps. Policies whose rules reach past the young rows fall back to reading them all.
+keeps. Policies whose rules reach past the young rows fall back to reading them all. A dry
+run over five databases, whose bounded reads go together, shows what each database's own
+dry run shows.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pgvault.catalog import Catalog
-from pgvault.catalog.records import BackupRecord
+from pgvault.catalog import Catalog, locks
+from pgvault.catalog import retention as rows
+from pgvault.catalog.records import BackupCopy, BackupRecord
 from pgvault.config.settings import load_settings
 from pgvault.operations import prune
 from support.pgcluster import PgCluster
@@ -29,7 +32,8 @@ HOURS = 1300
 GAP = range(100, 170)  # three days without backups, among the young ones
 
 
-def _rows() -> Iterator[BackupRecord]:
+def _rows(database: str = "app") -> Iterator[BackupRecord]:
+    suffix = "" if database == "app" else f"-{database}"
     for k in range(HOURS):
         if k in GAP:
             continue
@@ -45,15 +49,15 @@ def _rows() -> Iterator[BackupRecord]:
         )
         yield BackupRecord.model_validate(
             {
-                "id": f"{started:%Y%m%d-%H%M%S}-{k:04x}",
-                "database": "app",
-                "dbname": "app",
+                "id": f"{started:%Y%m%d-%H%M%S}-{k:04x}{suffix}",
+                "database": database,
+                "dbname": database,
                 "server": "db:5432",
                 "trigger": "pre-restore" if k % 200 == 11 else "scheduled",
                 "status": status,
                 "format": "custom",
                 "storage": "local",
-                "storage_key": f"app/{k}.dump",
+                "storage_key": f"{database}/{k}.dump",
                 "size_bytes": 1000 + k,
                 "started_at": started,
                 "pinned": k % 150 == 9,
@@ -78,9 +82,8 @@ BOUNDED = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    """A catalog holding :func:`_rows`: a SQLite file, or a database on the session's PG 18."""
+def _open(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    """An empty catalog: a SQLite file, or a database on the session's PG 18."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
     else:
@@ -89,7 +92,13 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
         name = f"catalog_{secrets.token_hex(4)}"
         cluster.create_database(name)
         url = cluster.url(name, with_password=True)
-    opened = Catalog.open(url)
+    return Catalog.open(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """A catalog holding :func:`_rows`."""
+    opened = _open(request, tmp_path)
     opened.save_backups(_rows())
     yield opened
     opened.engine.dispose()
@@ -128,3 +137,86 @@ def test_bounded_retention_decides_as_every_row(
         assert bounded.unlisted > 200, "the young rows were read after all"
     else:
         assert bounded.unlisted == 0
+
+
+MANY = {  # two databases share a horizon, one has its own, two read every row
+    "app": POLICIES["age and daily"],
+    "crm": POLICIES["age and daily"],
+    "erp": POLICIES["keep_last beyond the first page"],
+    "hr": POLICIES["monthly past the young rows"],
+    "ops": "keep_last = 40\nfailed_max_age_days = 7",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def many(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """A catalog holding :func:`_rows` of each database of :data:`MANY`, every tenth row
+    with a completed copy on a second target."""
+    opened = _open(request, tmp_path)
+    for name in MANY:
+        made = list(_rows(name))
+        opened.save_backups(made)
+        for record in made[::10]:
+            copy = BackupCopy(
+                backup_id=record.id,
+                storage="offsite",
+                storage_key=record.storage_key,
+                status="completed",
+            )
+            opened.save_copy(copy)
+    yield opened
+    opened.engine.dispose()
+
+
+def _many_settings(tmp_path: Path) -> prune.Settings:
+    config = tmp_path / "pgvault.toml"
+    config.write_text(
+        "".join(
+            f'[databases.{name}]\nurl = "postgresql://backup@db:5432/{name}"\n'
+            f"[databases.{name}.retention]\n{policy}\n"
+            for name, policy in MANY.items()
+        )
+    )
+    return load_settings(config, home=tmp_path / "home")
+
+
+def _shown(report: prune.PruneReport) -> list[tuple[object, ...]]:
+    return [
+        (i.database, i.backup_id, i.keep, i.reasons, i.protected, i.held, i.error, i.copies)
+        for i in report.items
+    ]
+
+
+def test_dry_run_over_every_database_decides_as_each_alone(
+    many: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run over every database reads them together (in statements of 2 databases
+    and IN lists of 3 here, so the chunks meet) and shows what each database's own prune
+    shows, which keeps what deciding every row keeps."""
+    settings = _many_settings(tmp_path)
+    alone = [prune.apply(settings, many, database=n, dry_run=True, now=NOW) for n in MANY]
+    every = prune.apply(settings, many, dry_run=True, now=NOW, every_row=True)
+    monkeypatch.setattr(rows, "CHUNK", 2)
+    monkeypatch.setattr(rows, "IN_LIST", 3)
+    together = prune.apply(settings, many, dry_run=True, now=NOW)
+
+    assert _shown(together) == [row for report in alone for row in _shown(report)]
+    assert together.unlisted == {k: v for r in alone for k, v in r.unlisted.items()}
+    assert set(together.unlisted) == {"app", "crm", "erp"}  # the bounded ones
+    kept = {i.backup_id: (i.keep, [c.keep for c in i.copies]) for i in every.items}
+    assert all(kept[i.backup_id] == (i.keep, [c.keep for c in i.copies]) for i in together.items)
+    assert len(kept) - len(together.items) == sum(together.unlisted.values())
+    assert any(len(i.copies) == 2 for i in together.items)  # copies were read with the rows
+    assert {i.database for i in together.items if not i.keep} == set(MANY)
+
+
+def test_dry_run_shows_a_database_whose_prune_runs_elsewhere(many: Catalog, tmp_path: Path) -> None:
+    """A real prune skips a database whose prune lock is held elsewhere; a dry run, which
+    changes nothing, takes no lock and shows it."""
+    settings = _many_settings(tmp_path)
+    with locks.exclusive(settings, many, "prune:crm") as got:
+        assert got
+        shown = prune.apply(settings, many, database="crm", dry_run=True, now=NOW)
+        done = prune.apply(settings, many, database="crm", now=NOW)
+    assert any(not i.keep for i in shown.items)
+    assert done.items == []

@@ -1,9 +1,10 @@
 """Catalog rows of retention: what one database's retention decides on, and its holds.
 
-:func:`history` is the one query feeding :func:`pgvault.operations.retention_copies.plan`:
-the database's live rows, read slim off an index, and their copies. After a prune those are
+:func:`histories` is the one read feeding :func:`pgvault.operations.retention_copies.plan`:
+each database's live rows, read slim off an index, and their copies, for many databases in
+a few statements (each a UNION ALL of index seeks or an ``IN`` list). After a prune those are
 what the policy keeps, so the read is bounded by the policy, not by the whole history;
-with a horizon (``young_after``) the completed backups a ``max_age_days`` rule keeps anyway
+with a horizon (:class:`Bound`) the completed backups a ``max_age_days`` rule keeps anyway
 are read only as far back as the newest ones decide the counting rules. A
 hold (:class:`HoldRecord`) marks a database whose retention deletes nothing for now, so its
 warning is notified once. Only this package runs SQL.
@@ -11,7 +12,7 @@ warning is notified once. Only this package runs SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from pgvault.catalog.engine import row_dicts, select_rows, transaction, upsert
 from pgvault.catalog.records import BackupCopy, BackupRecord
-from pgvault.catalog.tables import backups, retention_holds
+from pgvault.catalog.tables import backup_copies, backups, retention_holds
 
 if TYPE_CHECKING:
     from pgvault.catalog import Catalog
@@ -62,8 +63,33 @@ class RetentionHistory:
 
 
 FIRST_PAGE = 128
-"""How many start times of young plain rows :func:`history` reads first (twice as many each
-page after that)."""
+"""How many start times of young plain rows :func:`histories` reads first per database
+(twice as many each page after that)."""
+
+CHUNK = 100
+"""Databases per UNION ALL of :func:`histories` (SQLite allows 500 parts in one)."""
+
+IN_LIST = 5000
+"""Names or ids per ``IN`` list of :func:`histories` (SQLite allows 32,766 parameters)."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How far back :func:`histories` reads one database's young completed backups.
+
+    Attributes:
+        young_after: the horizon (UTC): completed, unpinned, non-``pre-restore`` rows
+            started after it are *young plain* rows.
+        keep: how many of the newest young plain rows are read as rows.
+        enough: says whether the start times of the newest young plain rows read so far
+            (newest first, UTC) show every row the caller must decide; monotone (once True
+            for some rows, True for any longer list of the newest), as
+            :func:`pgvault.operations.retention.covers` is.
+    """
+
+    young_after: datetime
+    keep: int
+    enough: Callable[[Sequence[datetime]], bool]
 
 
 def history(
@@ -74,53 +100,68 @@ def history(
     keep: int = 1,
     enough: Callable[[Sequence[datetime]], bool] | None = None,
 ) -> RetentionHistory:
-    """The live (not ``deleted``) rows of ``database``, newest first, and their copies.
+    """The live (not ``deleted``) rows of ``database``, newest first, and their copies:
+    :func:`histories` of one database (with a :class:`Bound` when ``young_after`` and
+    ``enough`` are given, else every live row).
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
+    if young_after is None or enough is None:
+        return histories(catalog, {database: None})[database]
+    return histories(catalog, {database: Bound(young_after, keep, enough)})[database]
+
+
+def histories(catalog: Catalog, wanted: Mapping[str, Bound | None]) -> dict[str, RetentionHistory]:
+    """The live (not ``deleted``) rows of each database of ``wanted``, newest first, and
+    their copies, read in one transaction with a few statements for all the databases
+    (each a UNION ALL of index seeks or an ``IN`` list), not a few per database.
 
     The rows hold only what retention decides on (:data:`RETENTION_COLUMNS`): read a row
     whole (:meth:`~pgvault.catalog.Catalog.get_backup`) before changing it.
 
     Args:
-        young_after: a horizon (UTC). Completed, unpinned, non-``pre-restore`` rows
-            started after it are *young plain* rows. Their start times are read newest
-            first, a page at a time (:data:`FIRST_PAGE`, then twice as many), until
-            ``enough`` of them returns True; then only the ``keep`` newest of them are read
-            as rows and the others counted in ``unlisted``, while every other live row is
-            read. When ``enough`` never says so, every live row is read. None: every live
-            row is read.
-        keep: how many of the newest young plain rows are read as rows.
-        enough: says whether the start times of the newest young plain rows read so far
-            (newest first, UTC) show every row the caller must decide; required with
-            ``young_after``.
+        wanted: ``{database: bound}``. None: every live row of the database is read. A
+            :class:`Bound`: the start times of its young plain rows are read newest first,
+            a page at a time (:data:`FIRST_PAGE`, then twice as many), until its ``enough``
+            returns True; then only its ``keep`` newest young plain rows are read as rows
+            and the others counted in ``unlisted``, while every other live row is read.
+            When ``enough`` never says so, every live row is read.
+
+    Returns:
+        ``{database: its history}`` for every database of ``wanted`` (empty histories for
+        databases without rows).
 
     Raises:
         CatalogError: the catalog cannot be read.
     """
-    c = backups.c
-    if young_after is None or enough is None:
-        rows = _slim(catalog, sa.and_(c.database == database, c.status != "deleted"))
-        return RetentionHistory(rows, catalog.copies_of([r.id for r in rows]))
-    at = {"database": database, "young_after": young_after}
+    found: dict[str, RetentionHistory] = {}
+    every = [name for name, bound in wanted.items() if bound is None]
+    groups: dict[tuple[datetime, int], dict[str, Bound]] = {}
+    for name, bound in wanted.items():
+        if bound is not None:
+            groups.setdefault((bound.young_after, bound.keep), {})[name] = bound
     with transaction(catalog) as conn:
-        times = _young_times(conn, at, enough)
-        if times is None:  # the rules may reach past every young row: read them all
-            return history(catalog, database)
-        others = list({r.id: r for r in _records(conn.execute(_OTHERS, at))}.values())
-        newest = _records(conn.execute(_PLAIN_ROWS, {**at, "limit": keep}))
-        total = int(conn.execute(_YOUNG_COUNT, at).scalar_one())
-    exempt = sum(1 for r in others if r.status == "completed" and r.started_at > young_after)
-    rows = sorted([*newest, *others], key=lambda r: (r.started_at, r.id), reverse=True)
-    copies = catalog.copies_of([r.id for r in rows])
-    return RetentionHistory(rows, copies, total - exempt - len(newest))
+        for (young_after, keep), bounds in groups.items():
+            newest = _covered(conn, bounds, young_after)
+            every += [name for name in bounds if name not in newest]
+            found |= _bounded(conn, newest, young_after, keep)
+        found |= {name: RetentionHistory(rows, {}) for name, rows in _live(conn, every).items()}
+        copies = _copies(conn, [r.id for h in found.values() for r in h.backups])
+    return {
+        name: RetentionHistory(
+            h.backups, {r.id: copies[r.id] for r in h.backups if r.id in copies}, h.unlisted
+        )
+        for name, h in found.items()
+    }
 
 
 def _statements() -> dict[str, Any]:
-    """The bounded read's statements, built once (``:database``, ``:young_after``, ...)."""
+    """The bounded read's statements, built once (``:names``, ``:young_after``, ...)."""
     c = backups.c
-    live = sa.and_(c.database == sa.bindparam("database"), c.status != "deleted")
+    live = sa.and_(c.database.in_(sa.bindparam("names", expanding=True)), c.status != "deleted")
     completed = c.status == "completed"
     young = sa.and_(completed, c.started_at > sa.bindparam("young_after"))
-    plain = sa.and_(live, young, c.pinned == sa.false(), c.trigger != "pre-restore")
-    newest_first = (c.started_at.desc(), c.id.desc())
     columns = [c[name] for name in RETENTION_COLUMNS]
     parts = (  # every live row but the young plain ones; each part an index seek
         c.status.in_(("failed", "interrupted", "running")),
@@ -130,65 +171,144 @@ def _statements() -> dict[str, Any]:
     )
     # UNION ALL (a row may be in two parts: pinned and old): PostgreSQL cannot compare json
     union = sa.union_all(*(sa.select(*columns).where(live, part) for part in parts)).subquery()
-    below = sa.or_(
-        c.started_at < sa.bindparam("last_at"),
-        sa.and_(c.started_at == sa.bindparam("last_at"), c.id < sa.bindparam("last_id")),
-    )
-    times = sa.select(c.started_at, c.id).where(plain).order_by(*newest_first)
     return {
-        # one OR of the parts would scan the database's rows: a union seeks each
+        # one OR of the parts would scan the databases' rows: a union seeks each
         "others": sa.select(union).order_by(union.c.started_at.desc(), union.c.id.desc()),
-        "plain_rows": sa.select(*columns)
-        .where(plain)
-        .order_by(*newest_first)
-        .limit(sa.bindparam("limit")),
-        "young_count": sa.select(sa.func.count()).select_from(backups).where(live, young),
-        "first_times": times.limit(sa.bindparam("limit")),
-        "next_times": times.where(below).limit(sa.bindparam("limit")),
+        "young_counts": sa.select(c.database, sa.func.count())
+        .where(live, young)
+        .group_by(c.database),
+        "live": sa.select(*columns).where(live).order_by(c.started_at.desc(), c.id.desc()),
+        "by_id": sa.select(*columns).where(c.id.in_(sa.bindparam("ids", expanding=True))),
+        "copies": sa.select(backup_copies).where(
+            backup_copies.c.backup_id.in_(sa.bindparam("ids", expanding=True))
+        ),
     }
 
 
 _BUILT = _statements()
-_OTHERS, _PLAIN_ROWS, _YOUNG_COUNT = _BUILT["others"], _BUILT["plain_rows"], _BUILT["young_count"]
 
 
 def _records(result: sa.CursorResult[Any]) -> list[BackupRecord]:
     return [BackupRecord.model_validate(row) for row in row_dicts(result)]
 
 
-def _young_times(
-    conn: sa.Connection,
-    at: dict[str, Any],
-    enough: Callable[[Sequence[datetime]], bool],
-) -> list[datetime] | None:
-    """The start times of the newest young plain rows, read by pages (keyset: each page
-    starts below the last one read) until ``enough`` says so; None when it never does."""
-    found: list[datetime] = []
-    params = {**at, "limit": FIRST_PAGE}
-    query = _BUILT["first_times"]
-    while True:
-        page = conn.execute(query, params).all()
-        found += [row[0] for row in page]
-        if enough(found):
-            return found
-        if len(page) < params["limit"]:
-            return None
-        last_at, last_id = page[-1]
-        params = {**at, "limit": params["limit"] * 2, "last_at": last_at, "last_id": last_id}
-        query = _BUILT["next_times"]
+def _by_database(records: Iterable[BackupRecord]) -> dict[str, list[BackupRecord]]:
+    """``records`` grouped by database, each group in the order given."""
+    found: dict[str, list[BackupRecord]] = {}
+    for record in records:
+        found.setdefault(record.database, []).append(record)
+    return found
 
 
-def _slim(catalog: Catalog, where: Any, limit: int | None = None) -> list[BackupRecord]:
-    """The :data:`RETENTION_COLUMNS` of the rows ``where`` holds, newest first."""
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _young_page(
+    bounds: Mapping[str, tuple[datetime, str] | None], young_after: datetime, limit: int
+) -> sa.Select[Any]:
+    """The ``limit`` newest young plain rows' ``(database, started_at, id)`` of each
+    database of ``bounds`` below its keyset position (None: from the newest), ordered by
+    database then newest first: one index seek per database, in one UNION ALL."""
     c = backups.c
-    query = (
-        sa.select(*(c[name] for name in RETENTION_COLUMNS))
-        .where(where)
-        .order_by(c.started_at.desc(), c.id.desc())
-        .limit(limit)
-    )
-    with transaction(catalog) as conn:
-        return [BackupRecord.model_validate(row) for row in row_dicts(conn.execute(query))]
+    parts = []
+    for name, below in bounds.items():
+        where = [
+            c.database == name,
+            c.status == "completed",
+            c.started_at > young_after,
+            c.pinned == sa.false(),
+            c.trigger != "pre-restore",
+        ]
+        if below is not None:
+            last_at, last_id = below
+            where.append(
+                sa.or_(c.started_at < last_at, sa.and_(c.started_at == last_at, c.id < last_id))
+            )
+        query = sa.select(c.database, c.started_at, c.id).where(*where)
+        page = query.order_by(c.started_at.desc(), c.id.desc()).limit(limit).subquery()
+        parts.append(sa.select(page))
+    union = sa.union_all(*parts).subquery()
+    return sa.select(union).order_by(union.c.database, union.c.started_at.desc(), union.c.id.desc())
+
+
+def _covered(
+    conn: sa.Connection, bounds: Mapping[str, Bound], young_after: datetime
+) -> dict[str, list[str]]:
+    """The databases of ``bounds`` whose ``enough`` says so, with the ids of their newest
+    young plain rows (newest first), read by pages for all of them at once (keyset: each
+    database's page starts below the last row read of it) until each either has enough
+    or has no more young plain rows."""
+    times: dict[str, list[datetime]] = {name: [] for name in bounds}
+    ids: dict[str, list[str]] = {name: [] for name in bounds}
+    pending: dict[str, tuple[datetime, str] | None] = dict.fromkeys(bounds)
+    covered: dict[str, list[str]] = {}
+    limit = FIRST_PAGE
+    while pending:
+        got: dict[str, list[tuple[datetime, str]]] = {}
+        for names in _chunks(list(pending), CHUNK):
+            query = _young_page({n: pending[n] for n in names}, young_after, limit)
+            for database, started_at, backup_id in conn.execute(query):
+                got.setdefault(database, []).append((started_at, backup_id))
+        following: dict[str, tuple[datetime, str] | None] = {}
+        for name in pending:
+            page = got.get(name, [])
+            times[name] += [at for at, _ in page]
+            ids[name] += [backup_id for _, backup_id in page]
+            if bounds[name].enough(times[name]):
+                covered[name] = ids[name]
+            elif len(page) == limit:
+                following[name] = page[-1]
+        pending, limit = following, limit * 2
+    return covered
+
+
+def _bounded(
+    conn: sa.Connection, newest: Mapping[str, list[str]], young_after: datetime, keep: int
+) -> dict[str, RetentionHistory]:
+    """The histories of the databases ``newest`` names (``{database: ids of its newest
+    young plain rows}``): their ``keep`` newest young plain rows, every other live row, and
+    the count of the young plain rows left out (without copies)."""
+    found: dict[str, RetentionHistory] = {}
+    for names in _chunks(list(newest), IN_LIST):
+        at = {"names": names, "young_after": young_after}
+        others = _by_database(
+            {r.id: r for r in _records(conn.execute(_BUILT["others"], at))}.values()
+        )
+        totals = dict(conn.execute(_BUILT["young_counts"], at).all())
+        wanted = [i for name in names for i in newest[name][:keep]]
+        kept = _by_database(
+            r
+            for ids in _chunks(wanted, IN_LIST)
+            for r in _records(conn.execute(_BUILT["by_id"], {"ids": ids}))
+        )
+        for name in names:
+            own, plain = others.get(name, []), kept.get(name, [])
+            exempt = sum(1 for r in own if r.status == "completed" and r.started_at > young_after)
+            rows = sorted([*plain, *own], key=lambda r: (r.started_at, r.id), reverse=True)
+            unlisted = int(totals.get(name, 0)) - exempt - len(plain)
+            found[name] = RetentionHistory(rows, {}, unlisted)
+    return found
+
+
+def _live(conn: sa.Connection, names: Sequence[str]) -> dict[str, list[BackupRecord]]:
+    """Every live row of each of ``names``, newest first (an empty list for none)."""
+    found: dict[str, list[BackupRecord]] = {name: [] for name in names}
+    for chunk in _chunks(names, IN_LIST):
+        found |= _by_database(_records(conn.execute(_BUILT["live"], {"names": chunk})))
+    return found
+
+
+def _copies(conn: sa.Connection, backup_ids: Sequence[str]) -> dict[str, list[BackupCopy]]:
+    """The copies of each of ``backup_ids`` (ids without copies are absent), as
+    :meth:`~pgvault.catalog.Catalog.copies_of` reads them."""
+    found: dict[str, list[BackupCopy]] = {}
+    for ids in _chunks(backup_ids, IN_LIST):
+        for row in row_dicts(conn.execute(_BUILT["copies"], {"ids": ids})):
+            copy = BackupCopy.model_validate(row)
+            found.setdefault(copy.backup_id, []).append(copy)
+    return found
 
 
 def live_targets(record: BackupRecord, copies: Sequence[BackupCopy]) -> list[str]:

@@ -2,7 +2,8 @@
 safely, one copy at a time.
 
 For each database, under the lock ``prune:<database>``: the rows and copies come from
-:func:`pgvault.catalog.retention.history`; a first plan names the copies to delete; the
+:func:`pgvault.catalog.retention.histories` (a dry run, which changes nothing, reads every
+database's at once and takes no lock); a first plan names the copies to delete; the
 retain-until date of each of those objects is read (S3 Object Lock) and the final plan
 keeps the locked ones, so no delete is tried on them. Then each copy is deleted with
 :func:`pgvault.backups.copies.delete_copy` (its other copies are untouched; the row is
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 
 from pgvault import notify, storage
 from pgvault.catalog import Catalog, audit, days, locks
@@ -29,9 +29,12 @@ from pgvault.catalog.records import BackupRecord
 from pgvault.config.operations import RetentionSettings
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError, Refused
-from pgvault.operations import retention, retention_copies
-from pgvault.operations.retention_copies import LEGAL_HOLD, Plan
-from pgvault.storage import Storage
+from pgvault.operations import retention
+from pgvault.operations.prune_plans import Planned as Planned
+from pgvault.operations.prune_plans import plan as plan
+from pgvault.operations.prune_plans import plans as plans
+from pgvault.operations.prune_plans import policies as policies
+from pgvault.operations.retention_copies import Plan
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +102,6 @@ class PruneReport:
         return sum(1 for i in self.items if i.keep) + sum(self.unlisted.values())
 
 
-def policies(
-    settings: Settings, database: str
-) -> tuple[RetentionSettings | None, dict[str, RetentionSettings]]:
-    """The database's policy and its schedules' own policies, from the config."""
-    db = settings.databases.get(database)
-    if db is None:
-        return None, {}
-    own = {name: s.retention for name, s in db.schedules.items() if s.retention is not None}
-    return db.retention, own
-
-
 def hold_of(
     settings: Settings, database: str, history: list[BackupRecord], now: datetime
 ) -> str | None:
@@ -130,81 +122,6 @@ def _ruled(settings: Settings, database: str) -> bool:
     return any(p.has_rules() for p in [policy or RetentionSettings(), *own.values()])
 
 
-def plan(
-    settings: Settings,
-    catalog: Catalog,
-    database: str,
-    *,
-    keep_last: int | None = None,
-    now: datetime | None = None,
-    force: bool = False,
-    every_row: bool = False,
-) -> tuple[Plan, dict[str, BackupRecord], dict[tuple[str, str], str]]:
-    """The plan for one database (no change made), with the Object Lock of each copy to be
-    deleted read from its target.
-
-    Args:
-        keep_last: replace the configured policies by "keep the last N" (ad hoc).
-        now: the current time (default: now, UTC).
-        force: override the hold.
-        every_row: decide every live row; by default the young completed backups that the
-            policy's ``max_age_days`` keeps are read only as far back as the counting rules
-            need (:func:`~pgvault.operations.retention.horizon`), the rest counted in
-            ``plan.unlisted``.
-
-    Returns:
-        ``(plan, {backup id: row}, {(backup id, target): error})``, the errors being the
-        copies whose lock could not be read (they are not deleted).
-
-    Raises:
-        ConfigError: a policy's time zone is unknown.
-        CatalogError: the catalog cannot be read.
-    """
-    at = now or datetime.now(UTC)
-    policy, own = policies(settings, database)
-    bound = None if every_row or keep_last is not None else retention.horizon(policy, own, at)
-    if bound is not None and policy is not None:
-        enough = partial(retention.covers, policy)
-        keep = retention.counted(policy)
-        history = rows.history(catalog, database, young_after=bound, keep=keep, enough=enough)
-    else:
-        history = rows.history(catalog, database)
-    by_id = {r.id: r for r in history.backups}
-
-    def decide(locked: retention_copies.Locks | None) -> Plan:
-        return retention_copies.plan(
-            database, history, policy, own, at, keep_last=keep_last, locks=locked, force=force
-        )
-
-    first = decide(None)
-    if first.held or not first.deletions():
-        return first, by_id, {}
-    found, errors = _read_locks(settings, by_id, first.deletions())
-    return decide(found), by_id, errors
-
-
-def _read_locks(
-    settings: Settings, by_id: dict[str, BackupRecord], wanted: list[tuple[str, str]]
-) -> tuple[dict[tuple[str, str], datetime], dict[tuple[str, str], str]]:
-    """The retain-until date of each ``(backup id, target)`` object under a lock."""
-    stores: dict[str, Storage] = {}
-    found: dict[tuple[str, str], datetime] = {}
-    errors: dict[tuple[str, str], str] = {}
-    for backup_id, target in wanted:
-        try:
-            if target not in stores:
-                stores[target] = storage.resolve(settings, target)
-            info = stores[target].stat(by_id[backup_id].storage_key)
-        except PgvaultError as exc:
-            errors[(backup_id, target)] = f"lock state unreadable: {exc}"
-            continue
-        if info is not None and info.legal_hold:
-            found[(backup_id, target)] = LEGAL_HOLD
-        elif info is not None and info.retain_until is not None:
-            found[(backup_id, target)] = info.retain_until
-    return found, errors
-
-
 def apply(
     settings: Settings,
     catalog: Catalog,
@@ -220,9 +137,11 @@ def apply(
 ) -> PruneReport:
     """Apply retention to one database or (None) every configured or catalogued one.
 
-    Each database is pruned under the lock ``prune:<database>``; a database whose prune is
-    already running elsewhere is skipped (logged). Nothing raises for one copy's storage
-    error: it is reported in its item's ``error`` and the others go on.
+    Each database is pruned under the lock ``prune:<database>``, its rows read under it; a
+    database whose prune is already running elsewhere is skipped (logged). A dry run
+    deletes and records nothing, so it takes no lock: the rows of every database are read
+    together (:func:`plans`), a few statements for all of them. Nothing raises for one
+    copy's storage error: it is reported in its item's ``error`` and the others go on.
 
     Args:
         dry_run: decide and report only (no hold is recorded, nothing notified).
@@ -244,12 +163,20 @@ def apply(
     else:
         names = sorted(set(settings.databases) | catalog.backup_databases())
     report = PruneReport([])
+    if dry_run:  # nothing changes, so no lock: the bounded reads go together
+        at = now or datetime.now(UTC)
+        found = plans(
+            settings, catalog, names, keep_last=keep_last, now=at, force=force, every_row=every_row
+        )
+        for name, planned in found:
+            _report(settings, catalog, report, name, planned, dry_run=True)
+        return report
     for name in names:
         with locks.exclusive(settings, catalog, f"prune:{name}") as got:
             if not got:
                 log.info("retention of %s is already being applied elsewhere: skipped", name)
                 continue
-            found, by_id, errors = plan(
+            planned = plan(
                 settings,
                 catalog,
                 name,
@@ -258,18 +185,33 @@ def apply(
                 force=force,
                 every_row=every_row,
             )
-            if not dry_run:
-                _record_hold(settings, catalog, found, now or datetime.now(UTC))
-            done = [
-                _carry_out(settings, catalog, by_id[d.backup_id], d, found, errors, dry_run)
-                for d in found.decisions
-            ]
-            if found.forced and not dry_run:
-                _audit_force(catalog, found, done, reason, actor)
-            report.items.extend(done)
-            if found.unlisted:
-                report.unlisted[name] = found.unlisted
+            _record_hold(settings, catalog, planned[0], now or datetime.now(UTC))
+            done = _report(settings, catalog, report, name, planned, dry_run=False)
+            if planned[0].forced:
+                _audit_force(catalog, planned[0], done, reason, actor)
     return report
+
+
+def _report(
+    settings: Settings,
+    catalog: Catalog,
+    report: PruneReport,
+    name: str,
+    planned: Planned,
+    *,
+    dry_run: bool,
+) -> list[PruneItem]:
+    """Carry out the plan of database ``name`` (nothing in a dry run) and add its items and
+    unlisted count to ``report``; returns its items."""
+    found, by_id, errors = planned
+    done = [
+        _carry_out(settings, catalog, by_id[d.backup_id], d, found, errors, dry_run)
+        for d in found.decisions
+    ]
+    report.items.extend(done)
+    if found.unlisted:
+        report.unlisted[name] = found.unlisted
+    return done
 
 
 def _carry_out(
