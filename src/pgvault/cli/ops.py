@@ -158,7 +158,7 @@ def scheduler_(ctx: typer.Context) -> None:
     """Run the schedules alone, without the API. Scheduled backups, restore drills, cleanup
     and freshness checks run until SIGTERM; a running backup gets
     scheduler.shutdown_grace_seconds to finish."""
-    from pgvault.cli.entry import serving
+    from pgvault.cli.collector import serving
     from pgvault.operations import scheduler
 
     serving()  # runs for days: the collector's own thresholds

@@ -75,7 +75,7 @@ def serve(
 
     from pgvault.api import create_app
     from pgvault.catalog import Catalog
-    from pgvault.cli.entry import serving
+    from pgvault.cli.collector import serving
     from pgvault.service.tokens import load_secret
 
     serving()  # runs for days: the collector's own thresholds (the app freezes its start-up)
