@@ -154,6 +154,9 @@ class Bench:
                     self.c.drop_database("target")
                     if not row.pgvault:
                         self.c.create_database("target")  # pg_restore -d needs it (untimed)
+                # untimed: no checkpoint or dirty pages of the row before are charged to this one
+                self.c.psql("CHECKPOINT")
+                os.sync()
                 sample = measure(lambda p, row=row: row.step(self, p))
                 if row.restore:
                     got = self.c.psql(COUNTS_SQL[row.check], "target")
