@@ -42,7 +42,7 @@ def from_config(settings: Settings, name: str) -> DatabaseTarget:
     db = settings.databases[name]
     dbname = db.dbname or name
     if db.url:
-        info = conninfo.parse(db.url, password_file=db.password_file)
+        info = conninfo.parse(db.url, password_file=db.password_file, keep=True)
         if db.dbname:
             info = info.with_dbname(db.dbname)
     else:

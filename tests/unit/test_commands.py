@@ -168,3 +168,21 @@ def test_password_from_the_environment_stays_out_of_the_dsn(
     assert info.password == "from-env-secret"
     assert "from-env-secret" not in info.dsn()
     assert "password" not in info.dsn()
+
+
+def test_a_kept_parse_still_reads_a_rotated_password_file(tmp_path: Path) -> None:
+    """A configured URL's parse is kept (health describes every database per request); its
+    password file is read at every parse, so a rotated password is used at once."""
+    secret = tmp_path / "password"
+    secret.write_text("first-secret\n")
+    url = "postgresql://app@db.example:5433/shop?sslmode=require"
+
+    first = conninfo.parse(url, password_file=secret, keep=True)
+    secret.write_text("second-secret\n")
+    again = conninfo.parse(url, password_file=secret, keep=True)
+
+    assert (first.password, again.password) == ("first-secret", "second-secret")
+    assert first.params == again.params == conninfo.parse(url).params
+    assert again.params["sslmode"] == "require" and "password" not in again.dsn()
+    with pytest.raises(ConfigError, match="invalid connection string"):
+        conninfo.parse("postgresql://[bad", keep=True)

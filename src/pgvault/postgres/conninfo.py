@@ -87,16 +87,20 @@ class ConnInfo:
         return kwargs
 
 
-def parse(text: str, *, password_file: Path | None = None) -> ConnInfo:
+def parse(text: str, *, password_file: Path | None = None, keep: bool = False) -> ConnInfo:
     """Parse a libpq URL or key=value string; move any password out of the parameters.
 
     The password comes from, in order: the string itself, ``password_file`` (first line),
     ``PGPASSWORD``; otherwise libpq's passfile (``~/.pgpass``) applies in the child.
 
+    Args:
+        keep: remember libpq's parse of ``text`` for the process's life (only for strings
+            of the config, which the settings hold anyway: never a string from a request).
+
     Raises:
         ConfigError: the string is not a valid connection string.
     """
-    params = dict(_parsed(text))
+    params = dict(_kept(text) if keep else _parsed(text))
     password = params.pop("password", None)
     clean = {key: value for key, value in params.items() if value is not None}
     if password is None and password_file is not None:
@@ -110,10 +114,15 @@ def parse(text: str, *, password_file: Path | None = None) -> ConnInfo:
 
 
 @lru_cache(maxsize=1024)
+def _kept(text: str) -> tuple[tuple[str, str], ...]:
+    """:func:`_parsed`, remembered: a health check describes every configured database at
+    each call. Only the parse is kept; a password file is read at each :func:`parse`, so a
+    rotated password is seen."""
+    return _parsed(text)
+
+
 def _parsed(text: str) -> tuple[tuple[str, str], ...]:
-    """libpq's parse of ``text`` (pure, so kept: a health check describes every configured
-    database at each call). Only the parse is kept; a password file is read at each
-    :func:`parse`, so a rotated password is seen.
+    """libpq's parse of ``text``: its ``(keyword, value)`` pairs that have a value.
 
     Raises:
         ConfigError: the string is not a valid connection string.
@@ -140,4 +149,4 @@ def from_fields(
     text = psycopg.conninfo.make_conninfo(
         "", dbname=dbname, **{k: v for k, v in parts.items() if v}
     )
-    return parse(text, password_file=password_file)
+    return parse(text, password_file=password_file, keep=True)  # from the config only
