@@ -24,6 +24,7 @@ from pgvault.catalog import Catalog
 from pgvault.config.settings import StorageTargetSettings, load_settings
 from pgvault.errors import ConfigError, NotFound, StorageError
 from pgvault.storage.s3 import MiB, S3Storage
+from pgvault.storage.s3_errors import PROBE_NAME
 from support.fingerprint import assert_same_database, database_fingerprint
 from support.pgcluster import FreshPagila, PgCluster
 from support.s3server import SECRET_ACCESS_KEY, MotoServer
@@ -255,9 +256,13 @@ def test_reader_closes_early_and_reads_all(store: S3Storage) -> None:
 
 
 def test_check_writable(store: S3Storage, s3_env: MotoServer, bucket: str) -> None:
-    store.check_writable()
     client = s3_env.client()
-    assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # the probe is gone
+    stale = store.object_key(PROBE_NAME)  # as a process killed between put and delete left it
+    client.put_object(Bucket=bucket, Key=stale, Body=b"ok")
+
+    store.check_writable()
+
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # no probe is left
     client.close()
 
 

@@ -6,9 +6,7 @@ signature or an upload id."""
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -93,10 +91,18 @@ def boto_errors(action: str, bucket: str) -> Iterator[None]:
         raise StorageError(f"S3 {action} failed: {one_line(str(exc))}") from exc
 
 
+PROBE_NAME = ".pgvault-write-check"
+"""The probe object's name under a target's prefix (see :func:`check_writable`)."""
+
+
 def check_writable(store: Any) -> None:
     """Prove ``store``'s (an :class:`~pgvault.storage.s3.S3Storage`) bucket exists and
     accepts writes and deletes under its prefix: a ``HeadBucket``, then a small probe object
     put (with the target's encryption and storage class) and deleted.
+
+    The probe's key is the same for every process (:data:`PROBE_NAME`), so a probe left by
+    a process killed between its put and its delete is overwritten and deleted by the next
+    check; two checks at once both succeed (a delete of a deleted key succeeds).
 
     Raises:
         StorageError: one line naming the bucket, or the permission that is missing.
@@ -110,7 +116,7 @@ def check_writable(store: Any) -> None:
             if error_code(exc) in MISSING_KEY_CODES | MISSING_BUCKET_CODES | DENIED_CODES:
                 raise missing_bucket(store.bucket) from exc
             raise
-    probe = store.object_key(f".pgvault-write-check-{os.getpid()}-{secrets.token_hex(4)}")
+    probe = store.object_key(PROBE_NAME)
     args = store.object_args
     _probe(store, "write", "s3:PutObject", store.client.put_object, Key=probe, Body=b"ok", **args)
     _probe(store, "delete", "s3:DeleteObject", store.client.delete_object, Key=probe)
