@@ -22,6 +22,7 @@ from alembic.config import Config
 from pgvault.catalog import MIGRATIONS, Catalog, newest
 from pgvault.catalog import days as catalog_days
 from pgvault.catalog.records import BackupRecord
+from pgvault.catalog.stats import DayCounts
 from pgvault.catalog.tables import backup_days
 from pgvault.errors import ConfigError
 from pgvault.operations import monitoring
@@ -214,7 +215,7 @@ def _day_totals(records: list[BackupRecord], since: datetime) -> list[tuple[obje
     )
 
 
-def _as_tuples(found: list[monitoring.DayHistory]) -> list[tuple[object, ...]]:
+def _as_tuples(found: list[DayCounts]) -> list[tuple[object, ...]]:
     return [
         (
             d.day,

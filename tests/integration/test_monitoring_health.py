@@ -103,9 +103,9 @@ def test_health_metrics_and_history_of_fresh_stale_failed_and_shrunk_databases(
     assert value("pgvault_retention_deletions_total", database="fresh") == 1
     assert value("pgvault_scheduler_up") == 0
 
-    [today] = {d.day for d in monitoring.history(vault.catalog)}
+    [today] = {d.day for d in vault.catalog.history()}
     assert today == datetime.now(UTC).date()
-    days = {d.database: d for d in monitoring.history(vault.catalog)}
+    days = {d.database: d for d in vault.catalog.history()}
     assert (days["failed"].completed, days["failed"].failed) == (1, 1)
     assert (days["fresh"].completed, days["fresh"].deleted) == (1, 1)
     assert days["shrunk"].total_bytes == sum(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -126,6 +126,18 @@ class StatsRows(CatalogBase):
         """
         with transaction(self) as conn:
             return newest.newest_rows(conn, same)
+
+    def history(
+        self, *, days: int = 30, database: str | None = None, now: datetime | None = None
+    ) -> list[DayCounts]:
+        """Backups grouped by UTC day and database, newest day first, over the last ``days``
+        before ``now`` (default: now, UTC): :meth:`day_counts`, a query over days, not over
+        every backup. ``pgvault history`` and ``GET /history`` answer with it.
+
+        Raises:
+            CatalogError: the catalog cannot be read.
+        """
+        return self.day_counts((now or datetime.now(UTC)) - timedelta(days=days), database)
 
     def day_counts(self, since: datetime, database: str | None = None) -> list[DayCounts]:
         """Backups started at or after ``since`` (aware), grouped by UTC day and database,

@@ -179,9 +179,7 @@ def history_(
     as_json: JsonOpt = False,
 ) -> None:
     """Backups per day and database. Completed, failed, interrupted, bytes."""
-    from pgvault.operations import monitoring
-
-    rows = monitoring.history(open_catalog(settings_of(ctx)), days=days, database=database)
+    rows = open_catalog(settings_of(ctx)).history(days=days, database=database)
     if as_json:
         render.as_json(rows)
         return

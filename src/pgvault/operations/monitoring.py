@@ -1,4 +1,5 @@
-"""Health, history and Prometheus metrics, computed from the catalog on each call.
+"""Health and Prometheus metrics, computed from the catalog on each call (the history of
+backups per day is the catalog's own query: :meth:`pgvault.catalog.stats.StatsRows.history`).
 
 Health per database (``ok`` < ``warning`` < ``critical``), in the manner of Barman's
 ``last_backup_maximum_age`` and ``last_backup_minimum_size`` checks:
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,7 +34,6 @@ from pgvault import databases
 from pgvault.catalog import Catalog
 from pgvault.catalog.newest import NewestRows
 from pgvault.catalog.records import BackupRecord
-from pgvault.catalog.stats import DayCounts
 from pgvault.config.operations import DEFAULT_MAX_STALENESS_HOURS
 from pgvault.config.settings import Settings
 from pgvault.operations import file_health as files_health
@@ -82,11 +82,6 @@ class HealthReport:
     checked_at: datetime
     databases: list[DatabaseHealth] = field(default_factory=list)
     file_sets: list[files_health.FileSetHealth] = field(default_factory=list)
-
-
-DayHistory = DayCounts
-"""Backups of one database started on one UTC day, counted by status, and the bytes of the
-completed ones (a :class:`~pgvault.catalog.stats.DayCounts`)."""
 
 
 def max_staleness(
@@ -331,23 +326,6 @@ def overview(
             )
         )
     return found
-
-
-def history(
-    catalog: Catalog,
-    *,
-    days: int = 30,
-    database: str | None = None,
-    now: datetime | None = None,
-) -> list[DayHistory]:
-    """Backups grouped by UTC day and database, newest day first, over the last ``days``
-    (from the catalog's per-day totals: a query over days, not over every backup).
-
-    Raises:
-        CatalogError: the catalog cannot be read.
-    """
-    since = (now or datetime.now(UTC)) - timedelta(days=days)
-    return catalog.day_counts(since, database)
 
 
 class CatalogCollector(Collector):

@@ -23,6 +23,7 @@ from pgvault.api.deps import CatalogDep, SettingsDep, require_role
 from pgvault.api.routes import health
 from pgvault.api.routes._common import ERRORS
 from pgvault.catalog import Catalog
+from pgvault.catalog.stats import DayCounts
 from pgvault.config.settings import Settings
 from pgvault.operations import monitoring, prune, schedules
 
@@ -66,17 +67,15 @@ def apply_retention(
     return report.items
 
 
-@router.get(
-    "/history", response_model=list[monitoring.DayHistory], dependencies=[require_role("viewer")]
-)
+@router.get("/history", response_model=list[DayCounts], dependencies=[require_role("viewer")])
 def history(
     catalog: CatalogDep,
     group_by: Literal["day"] = "day",
     days: Annotated[int, Query(ge=1, le=3660)] = 30,
     database: str | None = None,
-) -> list[monitoring.DayHistory]:
+) -> list[DayCounts]:
     """Backups grouped by UTC day and database, newest day first."""
-    return monitoring.history(catalog, days=days, database=database)
+    return catalog.history(days=days, database=database)
 
 
 @router.get(
