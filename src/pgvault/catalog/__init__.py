@@ -5,7 +5,8 @@ and Alembic migrations (``engine``), the tables (``tables``), typed rows (``reco
 module per kind of row — ``backups`` (with copies), ``restores``, ``stats`` (aggregates),
 ``days`` (per-day totals kept with every backup write), ``newest`` (each database's newest
 rows for health), ``accounts`` (users, tokens, login
-failures), ``jobs`` (with idempotency keys), ``audit`` — and named cross-process ``locks``.
+failures), ``jobs`` (with idempotency keys), ``audit``, ``unfinished`` (what a dead process
+may have left open, in one query) — and named cross-process ``locks``.
 Every listing and aggregate reads an index (never every row into Python). It knows nothing
 of pg_dump, storage or HTTP.
 """

@@ -40,7 +40,12 @@ def _engine(url: str) -> Engine:
         private.ensure_file(path)  # 0600 before SQLite opens it: its -wal/-shm take its mode
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(parsed, future=True)
+    options: dict[str, Any] = {}
+    if parsed.drivername == "postgresql+psycopg":
+        # The catalog has no hstore column: skip the dialect's hstore type lookup (one more
+        # round trip on every first connection, that is at every command's start).
+        options["use_native_hstore"] = False
+    engine = sa.create_engine(parsed, future=True, **options)
     if parsed.get_backend_name() == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -53,9 +58,23 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+_VERSION_TABLE_EXISTS = {
+    # One statement each, instead of SQLAlchemy's inspector (which reflects the dialect's
+    # schema defaults first): this runs at every command's start.
+    "postgresql": "SELECT to_regclass('alembic_version') IS NOT NULL",
+    "sqlite": "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table'"
+    " AND name = 'alembic_version')",
+}
+
+
 def _revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("alembic_version"):
+        exists = _VERSION_TABLE_EXISTS.get(conn.dialect.name)
+        if exists is None:
+            present = sa.inspect(conn).has_table("alembic_version")
+        else:
+            present = bool(conn.execute(sa.text(exists)).scalar())
+        if not present:
             return None
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgvault import workdirs
-from pgvault.catalog import Catalog, journal
-from pgvault.catalog import files as file_rows
+from pgvault.catalog import Catalog
 from pgvault.catalog.records import BackupRecord
+from pgvault.catalog.unfinished import unfinished
 from pgvault.config.settings import Settings
 from pgvault.errors import PgvaultError
 
@@ -58,15 +58,16 @@ def recover(settings: Settings, catalog: Catalog) -> Recovered:
         CatalogError: the catalog cannot be read.
     """
     found = Recovered()
-    if catalog.running_backups():
+    left = unfinished(catalog)
+    if left.backups:
         from pgvault.backups import recover_interrupted
 
         found.backups = recover_interrupted(settings, catalog)
-    if file_rows.list_snapshots(catalog, statuses=("running",), limit=1):
+    if left.snapshots:
         from pgvault.files import sets
 
         found.snapshots = sets.recover_interrupted(settings, catalog)
-    if journal.open_entries(catalog):
+    if left.restores:
         from pgvault.restores.repair import repair_unfinished
 
         found.restores = repair_unfinished(settings, catalog)
