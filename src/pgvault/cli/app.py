@@ -8,10 +8,13 @@ none holds backup or restore logic. A :class:`~pgvault.errors.PgvaultError` ends
 
 Nothing here or in the command modules imports the domain, the catalog or the settings at
 import time: ``--help`` and ``--version`` load only Typer, and each command what it uses.
+Likewise Typer builds the click command (every parameter's annotations evaluated, a pydantic
+adapter per parameter) only of the command a command line names (:func:`command_for`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -113,11 +116,53 @@ HINTS = {
 """The CLI's words for what an error :attr:`~pgvault.errors.PgvaultError.needs`."""
 
 
+GLOBAL_VALUES = ("--config",)
+"""Global options of :func:`main` that take a value (the rest are flags)."""
+
+
+def _named(argv: list[str]) -> str | None:
+    """The command a command line names after the global options, or None (none named,
+    ``--help``, ``--version`` or an option the main command does not have)."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_VALUES:
+            next(words, None)
+        elif word.startswith(tuple(f"{name}=" for name in GLOBAL_VALUES)):
+            continue
+        elif word == "--verbose" or (len(word) > 1 and word == "-" + "v" * (len(word) - 1)):
+            continue
+        elif word.startswith("-"):
+            return None
+        else:
+            return word
+    return None
+
+
+def command_for(argv: list[str]) -> typer.Typer:
+    """``app`` holding only the command (or command group) that ``argv`` (the arguments
+    after the program name) names, so Typer builds that one; the whole ``app`` when argv
+    names none or a name it does not have (``pgvault --help`` lists every command, and a
+    mistyped name gets click's own message). Building every command costs tens of
+    milliseconds of each command's start (measured in ``bench/RESULTS.md``, issue 15)."""
+    name = _named(argv)
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or typer.main.get_command_name(getattr(c.callback, "__name__", ""))) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if name is None or not (commands or groups):
+        return app
+    only = copy.copy(app)  # the same callback, options and group class; fewer commands
+    only.registered_commands, only.registered_groups = commands, groups
+    return only
+
+
 def run() -> NoReturn:
     """Console-script entry point: click/typer handle usage errors (exit 2) and --help; a
     PgvaultError becomes one line on stderr and its class's exit code."""
     try:
-        app()  # standalone mode: ends with SystemExit
+        command_for(sys.argv[1:])()  # standalone mode: ends with SystemExit
     except PgvaultError as exc:
         hint = HINTS.get(exc.needs or "")
         render.error(f"{exc} ({hint})" if hint else str(exc))
