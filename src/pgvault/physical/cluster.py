@@ -175,14 +175,22 @@ def scratch_root(settings: Settings, account: tuple[int, int] | None) -> Path:
 
 
 def give_tree(path: Path, account: tuple[int, int] | None) -> None:
-    """chown ``path`` and everything under it to ``account`` (no-op for None)."""
+    """chown ``path`` and everything under it to ``account`` (no-op for None).
+
+    An entry that vanishes while the tree is walked is skipped: the WAL spool of a recovery
+    is written (partial files renamed into place) while this runs, and its writer gives each
+    file it makes to ``account`` itself (:class:`pgvault.physical.prefetch.WalServer`).
+    """
     if account is None:
         return
     uid, gid = account
     os.chown(path, uid, gid)
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, gid)
+            try:
+                os.lchown(os.path.join(root, name), uid, gid)
+            except FileNotFoundError:
+                continue  # renamed or removed since it was listed
 
 
 def server_env() -> dict[str, str]:
