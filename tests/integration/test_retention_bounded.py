@@ -139,6 +139,31 @@ def test_bounded_retention_decides_as_every_row(
         assert bounded.unlisted == 0
 
 
+@pytest.mark.parametrize("name", sorted(BOUNDED))
+def test_a_database_with_few_young_rows_is_read_whole(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """When a database's young completed rows would all fit in the first page, the bounded
+    read reads it whole (nothing unlisted) and decides as every row does."""
+    config = tmp_path / "pgvault.toml"
+    config.write_text(
+        '[databases.app]\nurl = "postgresql://backup@db:5432/app"\n'
+        f"[databases.app.retention]\n{POLICIES[name]}\n"
+    )
+    settings = load_settings(config, home=tmp_path / "home")
+    paged, _, _ = prune.plan(settings, catalog, "app", now=NOW)
+    assert paged.unlisted > 200  # more young rows than the first page: read by pages
+    monkeypatch.setattr(rows, "FIRST_PAGE", 10_000)  # now they all fit in it
+    whole, _, _ = prune.plan(settings, catalog, "app", now=NOW)
+    every, _, _ = prune.plan(settings, catalog, "app", now=NOW, every_row=True)
+    assert whole.unlisted == 0
+    shown = [(d.backup_id, d.keep, d.reasons, [c.keep for c in d.copies]) for d in whole.decisions]
+    assert shown == [
+        (d.backup_id, d.keep, d.reasons, [c.keep for c in d.copies]) for d in every.decisions
+    ]
+    assert (whole.protected, whole.hold) == (every.protected, every.hold)
+
+
 MANY = {  # two databases share a horizon, one has its own, two read every row
     "app": POLICIES["age and daily"],
     "crm": POLICIES["age and daily"],
