@@ -104,16 +104,21 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
     opened.engine.dispose()
 
 
+def _app_settings(tmp_path: Path, policy: str) -> prune.Settings:
+    """Settings with one database, ``app``, under the retention ``policy`` (TOML lines)."""
+    config = tmp_path / "pgvault.toml"
+    config.write_text(
+        '[databases.app]\nurl = "postgresql://backup@db:5432/app"\n'
+        f"[databases.app.retention]\n{policy}\n"
+    )
+    return load_settings(config, home=tmp_path / "home")
+
+
 @pytest.mark.parametrize("name", list(POLICIES))
 def test_bounded_retention_decides_as_every_row(
     catalog: Catalog, tmp_path: Path, name: str
 ) -> None:
-    config = tmp_path / "pgvault.toml"
-    config.write_text(
-        '[databases.app]\nurl = "postgresql://backup@db:5432/app"\n'
-        f"[databases.app.retention]\n{POLICIES[name]}\n"
-    )
-    settings = load_settings(config, home=tmp_path / "home")
+    settings = _app_settings(tmp_path, POLICIES[name])
     bounded, _, _ = prune.plan(settings, catalog, "app", now=NOW)
     every, _, _ = prune.plan(settings, catalog, "app", now=NOW, every_row=True)
 
@@ -145,12 +150,7 @@ def test_a_database_with_few_young_rows_is_read_whole(
 ) -> None:
     """When a database's young completed rows would all fit in the first page, the bounded
     read reads it whole (nothing unlisted) and decides as every row does."""
-    config = tmp_path / "pgvault.toml"
-    config.write_text(
-        '[databases.app]\nurl = "postgresql://backup@db:5432/app"\n'
-        f"[databases.app.retention]\n{POLICIES[name]}\n"
-    )
-    settings = load_settings(config, home=tmp_path / "home")
+    settings = _app_settings(tmp_path, POLICIES[name])
     paged, _, _ = prune.plan(settings, catalog, "app", now=NOW)
     assert paged.unlisted > 200  # more young rows than the first page: read by pages
     monkeypatch.setattr(rows, "FIRST_PAGE", 10_000)  # now they all fit in it
