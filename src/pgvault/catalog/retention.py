@@ -144,12 +144,12 @@ def histories(catalog: Catalog, wanted: Mapping[str, Bound | None]) -> dict[str,
             groups.setdefault((bound.young_after, bound.keep), {})[name] = bound
     with transaction(catalog) as conn:
         for (young_after, keep), bounds in groups.items():
-            few = _few_young(conn, list(bounds), young_after)
-            every += few
-            bounds = {name: bound for name, bound in bounds.items() if name not in few}
+            young = _young_counts(conn, list(bounds), young_after)
+            every += [name for name in bounds if young.get(name, 0) <= FIRST_PAGE]
+            bounds = {n: b for n, b in bounds.items() if young.get(n, 0) > FIRST_PAGE}
             newest = _covered(conn, bounds, young_after) if bounds else {}
             every += [name for name in bounds if name not in newest]
-            found |= _bounded(conn, newest, young_after, keep)
+            found |= _bounded(conn, newest, young_after, keep, young)
         found |= {name: RetentionHistory(rows, {}) for name, rows in _live(conn, every).items()}
         copies = _copies(conn, [r.id for h in found.values() for r in h.backups])
     return {
@@ -237,16 +237,18 @@ def _young_page(
     return sa.select(union).order_by(union.c.database, union.c.started_at.desc(), union.c.id.desc())
 
 
-def _few_young(conn: sa.Connection, names: Sequence[str], young_after: datetime) -> list[str]:
-    """The databases of ``names`` with at most :data:`FIRST_PAGE` completed rows started
-    after ``young_after``: their pages would read every young row's start time anyway, so
-    they are read whole, in one statement with the others (a count per database off the
-    index, instead of a statement of one part per database and the pages' Python)."""
+def _young_counts(
+    conn: sa.Connection, names: Sequence[str], young_after: datetime
+) -> dict[str, int]:
+    """How many live completed rows each of ``names`` has started after ``young_after``
+    (off the index; a database without any is left out). One with no more than
+    :data:`FIRST_PAGE` is read whole: its pages would read every young row's start time
+    anyway (a statement of one part per database, and Python over each page)."""
     counts: dict[str, int] = {}
     for chunk in _chunks(names, IN_LIST):
         at = {"names": chunk, "young_after": young_after}
         counts |= {str(n): int(k) for n, k in conn.execute(_BUILT["young_counts"], at).all()}
-    return [name for name in names if counts.get(name, 0) <= FIRST_PAGE]
+    return counts
 
 
 def _covered(
@@ -281,18 +283,22 @@ def _covered(
 
 
 def _bounded(
-    conn: sa.Connection, newest: Mapping[str, list[str]], young_after: datetime, keep: int
+    conn: sa.Connection,
+    newest: Mapping[str, list[str]],
+    young_after: datetime,
+    keep: int,
+    totals: Mapping[str, int],
 ) -> dict[str, RetentionHistory]:
     """The histories of the databases ``newest`` names (``{database: ids of its newest
     young plain rows}``): their ``keep`` newest young plain rows, every other live row, and
-    the count of the young plain rows left out (without copies)."""
+    the count of the young plain rows left out (without copies), from ``totals`` (as
+    :func:`_young_counts` gives)."""
     found: dict[str, RetentionHistory] = {}
     for names in _chunks(list(newest), IN_LIST):
         at = {"names": names, "young_after": young_after}
         others = _by_database(
             {r.id: r for r in _records(conn.execute(_BUILT["others"], at))}.values()
         )
-        totals = dict(conn.execute(_BUILT["young_counts"], at).all())
         wanted = [i for name in names for i in newest[name][:keep]]
         kept = _by_database(
             r
