@@ -11,10 +11,12 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -74,7 +76,7 @@ def test_multipart_round_trip(store: S3Storage, s3_env: MotoServer, bucket: str)
     writer = store.open_write("app/2026/11/21/x.dump")
     for start in range(0, len(data), 700 * 1024):  # chunks that straddle part boundaries
         writer.write(data[start : start + 700 * 1024])
-    assert s3_env.open_uploads(bucket) != []  # two parts are already up
+    s3_env.wait_for_parts(bucket, "pgvault/app/2026/11/21/x.dump", 2)  # sent from a thread
     assert store.stat("app/2026/11/21/x.dump") is None  # invisible until commit
     info = writer.commit()
 
@@ -92,11 +94,50 @@ def test_multipart_round_trip(store: S3Storage, s3_env: MotoServer, bucket: str)
     assert stat.modified.utcoffset() is not None and stat.modified.utcoffset().total_seconds() == 0
 
 
+def test_a_part_uploads_while_the_next_fills_and_one_at_a_time(
+    store: S3Storage, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full part goes to the uploader thread: ``write`` returns while it is on its way (the
+    producer, pg_dump, keeps going), and the part after it waits for it (two in memory)."""
+    release, sending, numbers = threading.Event(), threading.Event(), []
+    real = store.client.upload_part
+
+    def held_back(**request: Any) -> Any:  # the real request to moto, part 1 held back
+        numbers.append(request["PartNumber"])
+        if request["PartNumber"] == 1:
+            sending.set()
+            assert release.wait(30)
+        return real(**request)
+
+    monkeypatch.setattr(store.client, "upload_part", held_back)
+    data = os.urandom(11 * MiB)
+    writer = store.open_write("db/overlap.dump")
+    writer.write(data[: 7 * MiB])  # part 1 (5 MiB) handed over and held; 2 MiB buffered
+    assert sending.wait(30) and numbers == [1]
+    filled = threading.Event()
+
+    def fill_part_2() -> None:
+        writer.write(data[7 * MiB :])  # part 2 is full with more after it: it waits for part 1
+        filled.set()
+
+    second = threading.Thread(target=fill_part_2)
+    second.start()
+    assert not filled.wait(0.5), "part 2 was handed over while part 1 was still on its way"
+    release.set()
+    second.join(30)
+    assert filled.is_set()
+    info = writer.commit()  # part 3: the last 1 MiB
+
+    assert numbers == [1, 2, 3] and info.size == len(data)
+    with store.open_read("db/overlap.dump") as stream:
+        assert sha256_of_stream(stream) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
 def test_small_objects_use_one_put(store: S3Storage, s3_env: MotoServer, bucket: str) -> None:
     assert store.write_bytes("a.manifest.json", b'{"x": 1}').size == 8
     empty = store.open_write("empty")
     assert empty.commit().size == 0
-    exact = store.open_write("exact")  # exactly one part: a one-part multipart upload
+    exact = store.open_write("exact")  # exactly one part: one put as well
     exact.write(PATTERN * 5)
     assert exact.commit().size == 5 * MiB
 
@@ -106,9 +147,10 @@ def test_small_objects_use_one_put(store: S3Storage, s3_env: MotoServer, bucket:
         hashlib.sha256(store.read_bytes("exact")).digest() == hashlib.sha256(PATTERN * 5).digest()
     )
     client = s3_env.client()
-    etag = client.head_object(Bucket=bucket, Key="pgvault/a.manifest.json")["ETag"]
+    keys = ("pgvault/a.manifest.json", "pgvault/exact")
+    etags = [client.head_object(Bucket=bucket, Key=key)["ETag"] for key in keys]
     client.close()
-    assert "-" not in etag
+    assert not any("-" in etag for etag in etags)  # a multipart upload's ETag has "-<parts>"
 
 
 @pytest.mark.parametrize("size", [1024, 6 * MiB], ids=["put", "multipart"])
@@ -140,7 +182,8 @@ def test_kms_encryption_is_requested(s3_env: MotoServer, bucket: str) -> None:
 
 def test_abort_leaves_nothing(store: S3Storage, s3_env: MotoServer, bucket: str) -> None:
     writer = store.open_write("db/x.dump")
-    writer.write(PATTERN * 7)  # one part uploaded, 2 MiB buffered
+    writer.write(PATTERN * 7)  # one part on its way, 2 MiB buffered
+    s3_env.wait_for_parts(bucket, "pgvault/db/x.dump", 1)
     assert len(s3_env.open_uploads(bucket)) == 1
     writer.abort()
     writer.abort()  # twice is fine
@@ -169,6 +212,8 @@ def test_discard_partial_aborts_a_crashed_writers_upload(
     crashed.write(PATTERN * 6)
     sibling = store.open_write("db/x.dump.manifest.json")  # same prefix, another key
     sibling.write(PATTERN * 6)
+    s3_env.wait_for_parts(bucket, "pgvault/db/x.dump", 1)
+    s3_env.wait_for_parts(bucket, "pgvault/db/x.dump.manifest.json", 1)
     del crashed  # never committed nor aborted, like a killed process
     assert sorted(u["Key"] for u in s3_env.open_uploads(bucket)) == [
         "pgvault/db/x.dump",
@@ -381,15 +426,15 @@ def test_factory_and_bad_settings(s3_env: MotoServer) -> None:
 def test_part_size_grows_within_s3_limits() -> None:
     store = make_store("s3://b")
     sizes = [store.part_size_for(n) for n in range(1, S3Storage.MAX_PARTS + 1)]
-    assert sizes[0] == sizes[999] == 16 * MiB
-    assert sizes[1000] == 32 * MiB
+    assert sizes[0] == sizes[999] == 8 * MiB
+    assert sizes[1000] == 16 * MiB
     assert max(sizes) <= S3Storage.MAX_PART_SIZE
     assert sum(sizes) >= 5 * 1024**4  # 10,000 parts reach S3's 5 TiB object limit
 
 
-def test_writing_200_mib_holds_about_one_part(store: S3Storage, s3_env: MotoServer) -> None:
-    big = make_store(store.url)  # default 16 MiB parts
-    assert big.part_size == 16 * MiB
+def test_writing_200_mib_holds_about_two_parts(store: S3Storage, s3_env: MotoServer) -> None:
+    big = make_store(store.url)  # default 8 MiB parts: one uploading, one filling
+    assert big.part_size == 8 * MiB
     big.check_writable()  # the client and its connections exist before measuring
     total = 200 * MiB
     digest = hashlib.sha256()
@@ -410,7 +455,7 @@ def test_writing_200_mib_holds_about_one_part(store: S3Storage, s3_env: MotoServ
 
     assert info.size == total
     assert read_back == (digest.hexdigest(), total)
-    assert write_peak < 64 * MiB, f"writing peaked at {write_peak / MiB:.1f} MiB"
+    assert write_peak < 24 * MiB, f"writing peaked at {write_peak / MiB:.1f} MiB"  # 2 parts
     assert read_peak < 16 * MiB, f"reading peaked at {read_peak / MiB:.1f} MiB"
     big.delete("big.dump")
 
@@ -444,7 +489,8 @@ def test_server_lost_mid_upload_raises_storage_error_in_bounded_time(
         read_timeout=2,
     )
     writer = store.open_write("db/x.dump")
-    writer.write(PATTERN * 6)  # part 1 is stored, the upload is open
+    writer.write(PATTERN * 6)  # part 1 on its way
+    private_server.wait_for_parts(bucket, "pgvault/db/x.dump", 1)  # stored, the upload open
     if how == "killed":
         private_server.stop()
     else:

@@ -208,6 +208,30 @@ class MotoServer:
             client.close()
         return uploads
 
+    def wait_for_parts(self, bucket: str, key: str, count: int, timeout: float = 20.0) -> None:
+        """Wait until the open upload of ``key`` holds ``count`` stored parts (a writer sends
+        parts from a thread, so a ``write`` may return before its part is stored).
+
+        Raises:
+            MotoServerError: not so within ``timeout`` seconds.
+        """
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                for upload in self.open_uploads(bucket):
+                    if upload["Key"] == key:
+                        listed = client.list_parts(
+                            Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+                        )
+                        if len(listed.get("Parts", [])) >= count:
+                            return
+                if time.monotonic() > deadline:
+                    raise MotoServerError(f"{key}: fewer than {count} parts after {timeout} s")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
     def __enter__(self) -> MotoServer:
         return self
 

@@ -83,7 +83,7 @@ class StorageTargetSettings(BaseModel):
         default="COMPLIANCE", description="S3 Object Lock retention mode."
     )
     part_size_mib: int | None = Field(
-        default=None, description="S3 multipart part size in MiB (5..5120; default 16)."
+        default=None, description="S3 multipart part size in MiB (5..5120; default 8)."
     )
     max_attempts: int | None = Field(
         default=None, ge=1, description="S3 attempts per request, retries included (default 5)."

@@ -100,9 +100,9 @@ class S3Storage(Storage):
     """S3's largest part, bytes."""
     MAX_PARTS = 10_000
     """S3's limit of parts per upload."""
-    DEFAULT_PART_SIZE = 16 * MiB
-    """Bytes per part, and so the memory one writer holds, for the first
-    :attr:`PART_GROWTH_EVERY` parts (objects up to 15.6 GiB with the default)."""
+    DEFAULT_PART_SIZE = 8 * MiB
+    """Bytes per part for the first :attr:`PART_GROWTH_EVERY` parts (7.8 GiB with the
+    default); a writer holds two (one uploading while the next fills)."""
     PART_GROWTH_EVERY = 1_000
     """The part size doubles after every this many parts (capped at :attr:`MAX_PART_SIZE`;
     S3 accepts parts of different sizes), so a stream of unknown length can reach S3's

@@ -1,5 +1,6 @@
 """Streams to and from one S3 object: the reader of a download and the streaming multipart
-upload (at most one part in memory; nothing visible under the key until it completes).
+upload (one part uploading in a thread while the next one fills; nothing visible under the
+key until it completes).
 
 Used by :class:`pgvault.storage.s3.S3Storage`; every botocore error becomes a one-line
 :class:`StorageError` through the store's ``errors`` context.
@@ -11,6 +12,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -94,12 +96,19 @@ class S3Reader(io.RawIOBase):
 
 
 class MultipartWriter(ObjectWriter):
-    """One streaming upload: a buffer of at most one part, parts uploaded as they fill.
+    """One streaming upload: each full part is sent by an uploader thread while the caller
+    fills the next one, so the producer (pg_dump) never waits for a part's upload unless
+    the one before it is still on its way. At most two parts are in memory; parts are sent
+    one at a time, in order.
 
-    :meth:`abort` is robust under load and outages: it retries for up to
-    :attr:`ABORT_SECONDS`, and when a request starting the upload got no answer (a timeout:
-    the server may still create it), it lists the key's unfinished uploads and aborts them,
-    again after :attr:`SETTLE_SECONDS`, so a late-created upload is not left behind.
+    An upload request that fails is raised by the next :meth:`write` that fills a part, or
+    by :meth:`commit`; the writer is then unusable (abort it).
+
+    :meth:`abort` is robust under load and outages: it waits for a part on its way, then
+    retries for up to :attr:`ABORT_SECONDS`, and when a request starting the upload got no
+    answer (a timeout: the server may still create it), it lists the key's unfinished
+    uploads and aborts them, again after :attr:`SETTLE_SECONDS`, so a late-created upload is
+    not left behind.
     """
 
     ABORT_SECONDS = 10.0
@@ -119,13 +128,18 @@ class MultipartWriter(ObjectWriter):
         self._uri = store.uri(object_key)
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[dict[str, Any]] = []  # written by the uploader thread only
+        self._sent = 0  # parts handed to the uploader thread
         self._uploaded = 0  # bytes in completed parts
         self._state = "open"  # open, failed, committed, aborted
         self._uncertain = False  # a start request got no answer: an upload may exist
+        self._uploader: ThreadPoolExecutor | None = None
+        self._sending: Future[None] | None = None  # the part on its way
 
     def write(self, data: bytes, /) -> int:
-        """Append ``data``; uploads a part each time the buffer reaches the part size.
+        """Append ``data``; hands the buffer to the uploader thread as a part once it is full
+        and more data follows (waiting first for the part before it), so an object of at most
+        one part is one ``PutObject``.
 
         Returns:
             ``len(data)`` in bytes.
@@ -137,11 +151,13 @@ class MultipartWriter(ObjectWriter):
         view = memoryview(data).cast("B")
         total = len(view)
         while view:
-            room = self._store.part_size_for(len(self._parts) + 1) - len(self._buffer)
+            size = self._store.part_size_for(self._sent + 1)
+            if len(self._buffer) >= size:  # a full part with more after it: not the last
+                self._send()
+                continue
+            room = size - len(self._buffer)
             self._buffer += view[:room]
             view = view[room:]
-            if len(self._buffer) >= self._store.part_size_for(len(self._parts) + 1):
-                self._upload_part()
         return total
 
     def commit(self) -> ObjectInfo:
@@ -155,7 +171,7 @@ class MultipartWriter(ObjectWriter):
         """
         self._check_open()
         try:
-            if self._upload_id is None:
+            if self._sent == 0:
                 with self._store.errors(f"upload of {self._uri}"):
                     self._store.client.put_object(
                         Bucket=self._store.bucket,
@@ -167,7 +183,8 @@ class MultipartWriter(ObjectWriter):
                 self._uploaded = len(self._buffer)
             else:
                 if self._buffer:
-                    self._upload_part()
+                    self._send()
+                self._wait_sent()
                 self._complete()
         except BaseException:
             self._state = "failed"
@@ -175,17 +192,26 @@ class MultipartWriter(ObjectWriter):
             raise
         self._state = "committed"
         self._buffer = bytearray()
+        self._stop_uploader()
         log.debug("stored %s (%d bytes, %d parts)", self._uri, self._uploaded, len(self._parts))
         return ObjectInfo(self._key, self._uploaded, datetime.now(UTC))
 
     def abort(self) -> None:
-        """Abort the multipart upload, if one was (or may have been) started; never raises
-        (what cannot be aborted in :attr:`ABORT_SECONDS` is logged: the backup's cleanup and
-        the next start remove it through :meth:`S3Storage.discard_partial`)."""
+        """Abort the multipart upload, if one was (or may have been) started, after the part
+        on its way (if any) ended; never raises (what cannot be aborted in
+        :attr:`ABORT_SECONDS` is logged: the backup's cleanup and the next start remove it
+        through :meth:`S3Storage.discard_partial`)."""
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
         self._buffer = bytearray()
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            try:
+                sending.result()  # bounded by the client's timeouts and attempts
+            except BaseException as exc:  # abort() never raises; the caller has its error
+                log.debug("part upload of %s ended with %s before the abort", self._uri, exc)
+        self._stop_uploader()
         upload_id, self._upload_id = self._upload_id, None
         deadline = time.monotonic() + self.ABORT_SECONDS
         if upload_id is not None:
@@ -214,48 +240,73 @@ class MultipartWriter(ObjectWriter):
         if self._state != "open":
             raise StorageError(f"the upload of {self._uri} is already {self._state}")
 
-    def _upload_part(self) -> None:
-        """Send the buffer as the next part (starting the multipart upload first if needed)."""
-        store = self._store
-        number = len(self._parts) + 1
-        checksum = store.checksum_algorithm
-        checksum_args = {"ChecksumAlgorithm": checksum} if checksum else {}
+    def _send(self) -> None:
+        """Hand the buffer to the uploader thread as the next part, once the part before it
+        is stored (its error, if any, is raised here)."""
+        self._wait_sent()
+        body, self._buffer = self._buffer, bytearray()
+        self._sent += 1
+        if self._uploader is None:
+            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._sending = self._uploader.submit(self._upload_part, body, self._sent)
+
+    def _wait_sent(self) -> None:
+        """Wait for the part on its way, if any.
+
+        Raises:
+            StorageError: its upload failed (the writer is then failed).
+        """
+        sending, self._sending = self._sending, None
+        if sending is None:
+            return
         try:
-            if number > store.MAX_PARTS:
-                raise StorageError(
-                    f"upload of {self._uri} needs more than {store.MAX_PARTS} parts: "
-                    "the object is larger than S3 allows"
-                )
-            if self._upload_id is None:
-                self._uncertain = True  # until the answer arrives
-                with store.errors(f"start of the upload of {self._uri}"):
-                    created = store.client.create_multipart_upload(
-                        Bucket=store.bucket,
-                        Key=self._object_key,
-                        **store.new_object_args(),
-                        **self._extra,
-                        **checksum_args,
-                    )
-                self._upload_id = str(created["UploadId"])
-                self._uncertain = False
-            with store.errors(f"upload of part {number} of {self._uri}"):
-                response = store.client.upload_part(
-                    Bucket=store.bucket,
-                    Key=self._object_key,
-                    UploadId=self._upload_id,
-                    PartNumber=number,
-                    Body=self._buffer,
-                    **checksum_args,
-                )
+            sending.result()
         except BaseException:
             self._state = "failed"
             raise
+
+    def _stop_uploader(self) -> None:
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=True)
+            self._uploader = None
+
+    def _upload_part(self, body: bytearray, number: int) -> None:
+        """Send ``body`` as part ``number`` (starting the multipart upload first if needed);
+        runs in the uploader thread, one part at a time."""
+        store = self._store
+        checksum = store.checksum_algorithm
+        checksum_args = {"ChecksumAlgorithm": checksum} if checksum else {}
+        if number > store.MAX_PARTS:
+            raise StorageError(
+                f"upload of {self._uri} needs more than {store.MAX_PARTS} parts: "
+                "the object is larger than S3 allows"
+            )
+        if self._upload_id is None:
+            self._uncertain = True  # until the answer arrives
+            with store.errors(f"start of the upload of {self._uri}"):
+                created = store.client.create_multipart_upload(
+                    Bucket=store.bucket,
+                    Key=self._object_key,
+                    **store.new_object_args(),
+                    **self._extra,
+                    **checksum_args,
+                )
+            self._upload_id = str(created["UploadId"])
+            self._uncertain = False
+        with store.errors(f"upload of part {number} of {self._uri}"):
+            response = store.client.upload_part(
+                Bucket=store.bucket,
+                Key=self._object_key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+                **checksum_args,
+            )
         part = {"ETag": response["ETag"], "PartNumber": number}
         if checksum and f"Checksum{checksum}" in response:
             part[f"Checksum{checksum}"] = response[f"Checksum{checksum}"]
         self._parts.append(part)
-        self._uploaded += len(self._buffer)
-        self._buffer = bytearray()
+        self._uploaded += len(body)
         log.debug("uploaded part %d of %s (%d bytes so far)", number, self._uri, self._uploaded)
 
     def _complete(self) -> None:
