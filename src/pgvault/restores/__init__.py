@@ -2,10 +2,11 @@
 
 Owns the way a dump gets back into a database: ``plan`` (source, target, preview of objects
 and rows), ``policy`` (the guards every caller passes), ``run`` (the recorded run of a plan),
-``steps`` (swap / clean / recreate, each with its undo), ``journal`` and ``repair`` (every
-step written first; a dead run rolled forward or back at the next start), ``privileges``
-(SQL from outside runs as the database owner), ``loading`` (pg_restore or psql, error
-triage, version fallback), ``globals`` and ``leftovers``. It never takes a backup itself
+``steps`` (swap / clean / recreate, each with its undo), ``integrity`` (the stored bytes
+against the catalog's sha256, or one download checked on the way), ``journal`` and
+``repair`` (every step written first; a dead run rolled forward or back at the next start),
+``privileges`` (SQL from outside runs as the database owner), ``loading`` (pg_restore or
+psql, error triage, version fallback), ``globals`` and ``leftovers``. It never takes a backup itself
 except the safety backup through :mod:`pgvault.backups`.
 """
 

@@ -26,6 +26,7 @@ from pgvault.dumps.psqlguard import supports_restrict
 from pgvault.errors import ConfigError, NotFound, RestoreError
 from pgvault.postgres import server, tools
 from pgvault.restores import policy
+from pgvault.restores.integrity import fetchable
 from pgvault.restores.loading import Source, Tools, default_jobs
 
 
@@ -255,7 +256,7 @@ def plan(
         dbname=conn_info.dbname,
         target_exists=exists,
         mode=request.mode,
-        jobs=_jobs(request, source, kind, layers),
+        jobs=_jobs(request, source, kind, layers, fetchable(source, record, settings.home)),
         safety_backup=request.safety_backup and exists,
         guards=policy.applicable(settings, request.target),
     )
@@ -282,10 +283,16 @@ def _table_checks(
     return [TableCheck(n, recorded.get(n), current.get(n)) for n in names]
 
 
-def _jobs(request: RestoreRequest, source: Source, kind: str, layers: Sequence[str]) -> int:
+def _jobs(
+    request: RestoreRequest, source: Source, kind: str, layers: Sequence[str], fetched: bool
+) -> int:
+    """pg_restore's ``--jobs``: 1 in clean mode, else as asked, else the cores (at most 4)
+    for an archive pg_restore can seek in: a directory archive, a local custom file, or a
+    stored custom archive the load downloads first (``fetched``: a swap restore does)."""
     if request.mode == "clean":
         return 1  # one transaction: pg_restore refuses --single-transaction with --jobs
     if request.jobs is not None:
         return max(1, request.jobs)
-    seekable = kind == "tar" or (kind == "custom" and source.local_file is not None and not layers)
+    local = source.local_file is not None or (fetched and request.mode == "swap")
+    seekable = kind == "tar" or (kind == "custom" and local and not layers)
     return default_jobs() if seekable else 1

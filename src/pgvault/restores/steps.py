@@ -3,7 +3,8 @@
 ::
 
     swap:     [planned] create scratch DB -> [loading] load (sha256 of the stored bytes
-              checked meanwhile) -> row counts and post-restore SQL -> [proven]
+              checked meanwhile, or on the way of the one download a parallel load of a
+              remote object makes) -> row counts and post-restore SQL -> [proven]
               -> [blocking] block connections, terminate sessions
               -> [live_renamed] rename live -> <db>_pre_restore_<ts>
               -> [scratch_renamed] rename scratch -> live -> [swapped] reopen the old one
@@ -33,13 +34,13 @@ from psycopg import sql
 from pgvault import runtime, workdirs
 from pgvault.catalog.records import BackupRecord
 from pgvault.databases import DatabaseTarget
-from pgvault.dumps.layers import HashingReader
-from pgvault.errors import ArchiveError, PgvaultError, RestoreError
+from pgvault.errors import PgvaultError, RestoreError
 from pgvault.postgres import runner, server
 from pgvault.postgres.commands import psql_command
 from pgvault.postgres.conninfo import ConnInfo
 from pgvault.progress import Report
 from pgvault.restores import privileges
+from pgvault.restores.integrity import IntegrityCheck, fetchable
 from pgvault.restores.journal import Journal
 from pgvault.restores.loading import (
     LoadOptions,
@@ -62,48 +63,6 @@ def side_name(dbname: str, mark: str, stamp: str) -> str:
     room = server.MAX_IDENTIFIER - len(mark) - len(stamp)
     head = dbname.encode()[:room].decode("utf-8", "ignore")
     return f"{head}{mark}{stamp}"
-
-
-class IntegrityCheck:
-    """Re-reads a catalogued backup's stored bytes and compares size and sha256 with the
-    catalog, in a thread, so a corrupt object can never be swapped in (or loaded in place)."""
-
-    def __init__(self, source: Source, record: BackupRecord | None) -> None:
-        self._source = source
-        self._record = record
-        self._problem: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="sha256-check", daemon=True)
-
-    def _run(self) -> None:
-        if self._record is None or self._record.sha256 is None:
-            return
-        try:
-            with self._source.open_raw() as raw:
-                hashing = HashingReader(raw)
-                hashing.drain()
-            if (hashing.size, hashing.sha256) != (self._record.size_bytes, self._record.sha256):
-                raise ArchiveError(
-                    f"stored backup {self._record.id} is corrupt (sha256/size differ from the "
-                    "catalog): nothing changed; restore another backup or copy"
-                )
-        except BaseException as exc:  # reported by result()
-            self._problem = exc
-
-    def start(self) -> None:
-        """Begin hashing in the background."""
-        self._thread.start()
-
-    def result(self) -> None:
-        """Wait for the check.
-
-        Raises:
-            ArchiveError: the stored bytes differ from the catalog.
-        """
-        if not self._thread.is_alive() and self._thread.ident is None:
-            self._thread.start()
-        self._thread.join()
-        if self._problem is not None:
-            raise self._problem
 
 
 @dataclass(frozen=True)
@@ -150,7 +109,11 @@ class Steps:
         self.integrity = IntegrityCheck(source, record)
         self.report: Report | None = None  # the load's progress (TOC entries)
 
-    def _load_into(self, dbname: str, reset: Callable[[], None]) -> LoadResult:
+    def _load_into(
+        self, dbname: str, reset: Callable[[], None], *, fetch: bool = False
+    ) -> LoadResult:
+        """Load the source into ``dbname``; with ``fetch``, download it once into the work
+        directory first, its sha256 checked on the way (:meth:`IntegrityCheck.fetch`)."""
         if self.cancel is not None and self.cancel.is_set():
             raise RestoreError("restore cancelled before loading; nothing changed")
         self.step(f"loading {self.source.label} into {dbname}")
@@ -169,8 +132,9 @@ class Steps:
             ) as login,
             workdirs.workdir(self.home, "restore") as tmp,
         ):
+            source = self.integrity.fetch(tmp / "stored.dump", self.step) if fetch else self.source
             return load(
-                self.source,
+                source,
                 login,
                 self.tools,
                 self.options,
@@ -218,9 +182,11 @@ class Steps:
         self.journal.step("planned", scratch=scratch, previous=previous)
         server.create_database_like(self.conn, scratch, like)
         try:
-            self.integrity.start()  # hashes the stored object while it loads
+            fetch = self.options.jobs > 1 and fetchable(self.source, self.record, self.home)
+            if not fetch:
+                self.integrity.start()  # hashes the stored object while it loads
             self.journal.step("loading")
-            self._load_into(scratch, reset)
+            self._load_into(scratch, reset, fetch=fetch)
             self.integrity.result()
             self.prove(scratch)
             if self.cancel is not None and self.cancel.is_set():
