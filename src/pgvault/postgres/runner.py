@@ -8,6 +8,7 @@ Idea borrowed from Patroni's cancellable subprocess and pglift's async runner.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -24,7 +25,26 @@ from pgvault.errors import ToolError
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024  # bytes read from a child's stdout at a time
+PIPE_SIZE = 1024 * 1024
+"""Bytes a pipe to or from a child holds (Linux ``F_SETPIPE_SZ``, fcntl(2); the default is
+64 KiB and ``/proc/sys/fs/pipe-max-size`` is 1 MiB unless lowered). pg_dump then blocks on a
+full pipe and pgvault wakes for its output up to 16 times less often: a 418 MB backup took
+3-10 % less wall time on 2 cores in interleaved runs (bench/RESULTS.md)."""
 MAX_ERROR_LINES = 1000
+
+
+def widen_pipe(pipe: IO[Any], size: int = PIPE_SIZE) -> int:
+    """Ask the kernel to let ``pipe`` hold ``size`` bytes; returns the size it holds now
+    (bytes), or 0 where that cannot be asked (not Linux) or is refused (a lower
+    ``pipe-max-size``, the per-user pipe quota): the pipe then keeps its size. A pipe's size
+    changes speed, never behaviour."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setter is None:
+        return 0
+    try:
+        return int(fcntl.fcntl(pipe.fileno(), setter, size))
+    except OSError:
+        return 0
 
 
 class Child:
@@ -77,6 +97,9 @@ class Child:
             raise ToolError(f"program '{self.name}' not found (looked in {argv[0]})") from exc
         except OSError as exc:
             raise ToolError(f"cannot start {self.name}: {exc.strerror}") from exc
+        for pipe in (self.proc.stdout, self.proc.stdin):
+            if pipe is not None:
+                widen_pipe(pipe)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
         self._timer: threading.Timer | None = None
