@@ -37,3 +37,16 @@ def test_importing_the_cli_app_loads_no_domain_library() -> None:
     loaded = set(json.loads(done.stdout))
     assert "typer" in loaded  # the probe did import the app
     assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_file_progress_off_a_terminal_imports_no_rich() -> None:
+    # stderr is a pipe here: the transfer's progress is not drawn, so rich is not imported.
+    code = (
+        "import json, sys; from pgvault.cli.files import FilesProgress\n"
+        "with FilesProgress() as progress: pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'rich')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == []
