@@ -26,10 +26,12 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024  # bytes read from a child's stdout at a time
 PIPE_SIZE = 1024 * 1024
-"""Bytes a pipe to or from a child holds (Linux ``F_SETPIPE_SZ``, fcntl(2); the default is
+"""Bytes the pipe of a child's stdout holds (Linux ``F_SETPIPE_SZ``, fcntl(2); the default is
 64 KiB and ``/proc/sys/fs/pipe-max-size`` is 1 MiB unless lowered). pg_dump then blocks on a
 full pipe and pgvault wakes for its output up to 16 times less often: a 418 MB backup took
-3-10 % less wall time on 2 cores in interleaved runs (bench/RESULTS.md)."""
+3-10 % less wall time on 2 cores in interleaved runs (bench/RESULTS.md). Only stdout is
+widened (the measured case): pipe(7)'s per-user quota, ``pipe-user-pages-soft`` (64 MiB),
+stays far away even with dozens of tools running at once."""
 MAX_ERROR_LINES = 1000
 
 
@@ -97,9 +99,8 @@ class Child:
             raise ToolError(f"program '{self.name}' not found (looked in {argv[0]})") from exc
         except OSError as exc:
             raise ToolError(f"cannot start {self.name}: {exc.strerror}") from exc
-        for pipe in (self.proc.stdout, self.proc.stdin):
-            if pipe is not None:
-                widen_pipe(pipe)
+        if self.proc.stdout is not None:
+            widen_pipe(self.proc.stdout)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
         self._timer: threading.Timer | None = None
