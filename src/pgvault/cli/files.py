@@ -18,9 +18,7 @@ from pgvault.cli.common import IdentityOpt, JsonOpt, decryptor, open_catalog, se
 from pgvault.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rich.progress import (
-        TaskID,
-    )
+    from rich.progress import Progress, TaskID
 
     from pgvault.catalog import Catalog
     from pgvault.catalog.files import FileSnapshotRecord
@@ -57,9 +55,9 @@ class FilesProgress:
     """Objects, bytes, rate and ETA of a transfer, on stderr (a terminal only)."""
 
     def __init__(self, enabled: bool = True) -> None:
-        self._enabled = enabled and sys.stderr.isatty()
         self._task: TaskID | None = None
-        if not self._enabled:  # off a terminal rich is not even imported (~45 ms)
+        self._progress: Progress | None = None  # None: nothing is drawn
+        if not (enabled and sys.stderr.isatty()):  # off a terminal rich is not even imported
             return
         from rich.progress import (
             DownloadColumn,
@@ -82,7 +80,7 @@ class FilesProgress:
 
     def update(self, state: TransferProgress) -> None:
         """Show ``state``."""
-        if not self._enabled:
+        if self._progress is None:
             return
         total = f"{state.objects_total}" + ("" if state.listing_done else "+")
         text = f"{state.phase} {state.objects_done}/{total} objects"
@@ -96,14 +94,14 @@ class FilesProgress:
         )
 
     def __enter__(self) -> FilesProgress:
-        if self._enabled:
+        if self._progress is not None:
             self._progress.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._enabled:
+        if self._progress is not None:
             self._progress.stop()
 
 
